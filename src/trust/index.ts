@@ -1,0 +1,3 @@
+export * from './keys.js';
+export * from './sign.js';
+export * from './verify.js';

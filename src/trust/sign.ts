@@ -1,0 +1,26 @@
+import { sign } from 'node:crypto';
+import { canonicalBytes } from '../protocol/canonical-json.js';
+import type { ReleaseManifest, Signature, SignedRelease } from '../protocol/manifest.js';
+import type { PrivateKey } from './keys.js';
+
+/** Ed25519 signature over the RFC 8785 bytes of `signed` (contract section 1). */
+export function signRelease(signed: SignedRelease, key: PrivateKey): Signature {
+  return { keyid: key.keyid, sig: sign(null, canonicalBytes(signed), key.key).toString('base64') };
+}
+
+/** The signed envelope, one signature per distinct key, in the order the keys were given. */
+export function signManifest(signed: SignedRelease, keys: readonly PrivateKey[]): ReleaseManifest {
+  const seen = new Set<string>();
+  const signatures: Signature[] = [];
+  for (const key of keys) {
+    if (seen.has(key.keyid)) continue;
+    seen.add(key.keyid);
+    signatures.push(signRelease(signed, key));
+  }
+  return { signed, signatures };
+}
+
+/** The bytes a manifest is published as: pretty JSON with a trailing newline. */
+export function serializeManifest(manifest: ReleaseManifest): Buffer {
+  return Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
+}
