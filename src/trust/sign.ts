@@ -20,7 +20,11 @@ export function signManifest(signed: SignedRelease, keys: readonly PrivateKey[])
   return { signed, signatures };
 }
 
-/** The bytes a manifest is published as: pretty JSON with a trailing newline. */
+/**
+ * The bytes a manifest is published as: the RFC 8785 form of the whole envelope. One manifest has
+ * exactly one byte form, so any changed byte is detected (verifyManifest refuses other forms) and
+ * the ETag of a manifest never changes unless its content does.
+ */
 export function serializeManifest(manifest: ReleaseManifest): Buffer {
-  return Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
+  return canonicalBytes(manifest);
 }

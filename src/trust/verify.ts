@@ -44,6 +44,11 @@ function parseManifest(bytes: Uint8Array): ReleaseManifest {
   } catch (err) {
     throw new UpdateError('manifest_invalid', 'manifest is not UTF-8 JSON', { cause: err });
   }
+  // Published manifests are canonical JSON (RFC 8785) as a whole; any other byte form means the
+  // bytes were altered after signing, even where the change would not alter the parsed value.
+  if (!canonicalBytes(value).equals(bytes)) {
+    throw new UpdateError('manifest_invalid', 'manifest is not in canonical JSON form (RFC 8785)');
+  }
   if (!releaseManifestChecker.Check(value)) {
     const first = releaseManifestChecker.Errors(value).First();
     const where = first?.path || '/';
@@ -76,7 +81,11 @@ function validSigners(manifest: ReleaseManifest, trustedKeys: readonly PublicKey
   for (const signature of manifest.signatures) {
     const key = byKeyId.get(signature.keyid);
     if (!key || signers.has(key.keyid)) continue;
-    if (verify(null, message, key.key, Buffer.from(signature.sig, 'base64'))) signers.add(key.keyid);
+    const sig = Buffer.from(signature.sig, 'base64');
+    // Base64 has spare bits in its last character that decoders ignore; only the canonical
+    // encoding counts, so no two byte forms of one signature both verify.
+    if (sig.toString('base64') !== signature.sig) continue;
+    if (verify(null, message, key.key, sig)) signers.add(key.keyid);
   }
   return [...signers];
 }
