@@ -46,7 +46,14 @@ function parseManifest(bytes: Uint8Array): ReleaseManifest {
   }
   // Published manifests are canonical JSON (RFC 8785) as a whole; any other byte form means the
   // bytes were altered after signing, even where the change would not alter the parsed value.
-  if (!canonicalBytes(value).equals(bytes)) {
+  let canonical: Buffer;
+  try {
+    canonical = canonicalBytes(value);
+  } catch (err) {
+    // e.g. a number that parses to Infinity: valid JSON text, but no JSON value RFC 8785 can write.
+    throw new UpdateError('manifest_invalid', 'manifest holds a value that has no canonical JSON form', { cause: err });
+  }
+  if (!canonical.equals(bytes)) {
     throw new UpdateError('manifest_invalid', 'manifest is not in canonical JSON form (RFC 8785)');
   }
   if (!releaseManifestChecker.Check(value)) {

@@ -64,6 +64,7 @@ describe('verifyManifest accepts', () => {
 const refusals: Array<{ name: string; code: ReasonCode; bytes: () => Uint8Array; options?: Partial<VerifyOptions> }> = [
   { name: 'not JSON', code: 'manifest_invalid', bytes: () => Buffer.from('{"signed":') },
   { name: 'not UTF-8', code: 'manifest_invalid', bytes: () => Buffer.from([0x7b, 0xff, 0xfe, 0x7d]) },
+  { name: 'a number too large for JSON (Infinity)', code: 'manifest_invalid', bytes: () => Buffer.from('{"signed":{"serial":1e999},"signatures":[]}') },
   { name: 'a JSON array', code: 'manifest_invalid', bytes: () => Buffer.from('[]') },
   { name: 'over 1 MiB', code: 'manifest_invalid', bytes: () => Buffer.alloc(MAX_MANIFEST_BYTES + 1, 0x20) },
   {
