@@ -1,0 +1,197 @@
+import { Command, CommanderError, Option } from 'commander';
+import type { Clock } from '../shared/clock.js';
+import { CodedError, errorMessage, UsageError } from '../shared/errors.js';
+import { openReleaseStore } from '../store/index.js';
+import { generateKeyFiles } from './keygen.js';
+import { readPrivateKeyFiles, readTrustedKey } from './key-files.js';
+import { parseDurationMs } from './duration.js';
+import { publishRelease } from './publish.js';
+import { promoteRelease } from './promote.js';
+import { verifyManifestFile } from './verify.js';
+import type { ArtifactSource } from './artifacts.js';
+
+export const PROGRAM_NAME = 'bytebiota-release';
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+const DEFAULT_EXPIRES_IN = '30d';
+
+export interface CliIo {
+  /** Results, one line each (stdout). */
+  out(line: string): void;
+  /** Progress and errors (stderr). */
+  err(line: string): void;
+}
+
+export interface CliContext {
+  io: CliIo;
+  env: Record<string, string | undefined>;
+  clock: Clock;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** `PLATFORM=FILE`; the file part may itself contain `=`. */
+function parseArtifactFlag(value: string): ArtifactSource {
+  const at = value.indexOf('=');
+  if (at <= 0 || at === value.length - 1) throw new UsageError(`invalid --artifact ${JSON.stringify(value)}: expected PLATFORM=FILE, e.g. linux-x64=dist/bytebiota-worker`);
+  return { platform: value.slice(0, at), path: value.slice(at + 1) };
+}
+
+function parseThreshold(value: string): number {
+  if (!/^[1-9]\d{0,2}$/.test(value)) throw new UsageError(`invalid --threshold ${JSON.stringify(value)}: expected a positive integer`);
+  return Number(value);
+}
+
+function storeOption(): Option {
+  return new Option('--store <store>', 'release store: a folder path or s3://bucket/prefix').env('BYTEBIOTA_STORE').makeOptionMandatory();
+}
+
+function buildProgram(context: CliContext): Command {
+  const { io, clock } = context;
+  const program = new Command(PROGRAM_NAME)
+    .description('Keys, artifacts, signed manifests: publish and promote ByteBiota worker releases')
+    .exitOverride()
+    .showHelpAfterError()
+    .configureOutput({ writeOut: (text) => io.out(text.trimEnd()), writeErr: (text) => io.err(text.trimEnd()) });
+
+  program
+    .command('keygen')
+    .description('create an Ed25519 signing key: DIR/<name>.key (PKCS#8 PEM, mode 0600) and DIR/<name>.pub (base64)')
+    .requiredOption('--out <dir>', 'folder to write the key files into')
+    .option('--name <name>', 'file stem of the key files', 'release')
+    .action(async (flags: { out: string; name: string }) => {
+      const result = await generateKeyFiles({ outDir: flags.out, name: flags.name });
+      io.err(`wrote ${result.privateKeyPath} (keep it secret) and ${result.publicKeyPath}`);
+      io.out(`keyid ${result.keyid}`);
+      io.out(`public_key ${result.publicKeyBase64}`);
+    });
+
+  program
+    .command('build')
+    .description("build the worker executable for this machine's platform, version and build metadata embedded")
+    .requiredOption('--version <version>', 'the version to embed (SemVer)')
+    .requiredOption('--out <dir>', 'folder to write bytebiota-worker-<version>-<platform>[.exe] into')
+    .option('--entry <file>', 'the worker entry point (default: the package’s src/worker/main.ts)')
+    .option('--commit <sha>', 'the commit to embed (default: git rev-parse HEAD, or "unknown")')
+    .action(async (flags: { version: string; out: string; entry?: string; commit?: string }) => {
+      // Loaded only for this command: the bundler is heavy and the other commands never need it.
+      const { buildWorker } = await import('./build/index.js');
+      io.err(`building worker ${flags.version}`);
+      const built = await buildWorker({ version: flags.version, outDir: flags.out, entry: flags.entry, commit: flags.commit, now: clock.now() });
+      io.out(`artifact ${built.path}`);
+      io.out(`platform ${built.buildInfo.platform}`);
+      io.out(`sha256 ${built.sha256}`);
+      io.out(`size ${built.size}`);
+    });
+
+  program
+    .command('publish')
+    .description('store artifacts and publish a signed manifest to a channel (serial = last + 1)')
+    .addOption(storeOption())
+    .requiredOption('--channel <channel>', 'channel to publish to, e.g. canary')
+    .requiredOption('--version <version>', 'the version released (SemVer)')
+    .requiredOption('--artifact <platform=file...>', 'an executable per platform, e.g. linux-x64=dist/bytebiota-worker')
+    .requiredOption('--key <file...>', 'private key file(s) to sign with; several for a threshold')
+    .option('--minimum-version <version>', 'workers older than this update before they start, or refuse to start')
+    .option('--recommended-version <version>', 'the version workers should run (default: --version)')
+    .option('--expires-in <duration>', 'how long the manifest is valid: 30d, 12h, 90m', DEFAULT_EXPIRES_IN)
+    .option('--allow-downgrade', 'publish a version not newer than the current one and let workers downgrade to it (fleet rollback)', false)
+    .option('--base-url <url>', 'absolute base for artifact urls (default: relative to the manifest)')
+    .option('--notes <text>', 'release notes carried in the manifest')
+    .option('--new-key', 'publish although none of the keys signed the channel’s current manifest (key rotation)', false)
+    .action(async (flags: {
+      store: string; channel: string; version: string; artifact: string[]; key: string[]; minimumVersion?: string;
+      recommendedVersion?: string; expiresIn: string; allowDowngrade: boolean; baseUrl?: string; notes?: string; newKey: boolean;
+    }) => {
+      const artifacts = flags.artifact.map(parseArtifactFlag);
+      const expiresInMs = parseDurationMs(flags.expiresIn);
+      const store = openReleaseStore(flags.store, context.env);
+      const keys = await readPrivateKeyFiles(flags.key);
+      const result = await publishRelease({
+        store, channel: flags.channel, version: flags.version, artifacts, keys, expiresInMs, clock,
+        minimumVersion: flags.minimumVersion, recommendedVersion: flags.recommendedVersion,
+        allowDowngrade: flags.allowDowngrade, baseUrl: flags.baseUrl, notes: flags.notes, allowNewKey: flags.newKey,
+        log: (line) => io.err(line),
+      });
+      io.out(`published ${result.version} to ${result.channel} serial ${result.serial}${result.previousVersion ? ` (was ${result.previousVersion})` : ''}`);
+      for (const artifact of result.artifacts) io.out(`artifact ${artifact.platform} ${artifact.key} ${artifact.size} ${artifact.sha256}`);
+      for (const keyid of result.keyIds) io.out(`signed_by ${keyid}`);
+    });
+
+  program
+    .command('promote')
+    .description('re-sign the release a channel runs for another channel (e.g. canary to stable)')
+    .addOption(storeOption())
+    .requiredOption('--from <channel>', 'channel to promote from')
+    .requiredOption('--to <channel>', 'channel to promote to')
+    .requiredOption('--key <file...>', 'private key file(s) to sign with')
+    .option('--expires-in <duration>', 'how long the new manifest is valid: 30d, 12h, 90m', DEFAULT_EXPIRES_IN)
+    .option('--allow-downgrade', 'promote a version not newer than the target channel’s current one', false)
+    .option('--new-key', 'promote although none of the keys signed the target channel’s current manifest', false)
+    .action(async (flags: { store: string; from: string; to: string; key: string[]; expiresIn: string; allowDowngrade: boolean; newKey: boolean }) => {
+      const expiresInMs = parseDurationMs(flags.expiresIn);
+      const store = openReleaseStore(flags.store, context.env);
+      const keys = await readPrivateKeyFiles(flags.key);
+      const result = await promoteRelease({
+        store, fromChannel: flags.from, toChannel: flags.to, keys, expiresInMs, clock,
+        allowDowngrade: flags.allowDowngrade, allowNewKey: flags.newKey, log: (line) => io.err(line),
+      });
+      io.out(`promoted ${result.version} from ${result.fromChannel} serial ${result.fromSerial} to ${result.toChannel} serial ${result.serial}${result.previousVersion ? ` (was ${result.previousVersion})` : ''}`);
+      for (const keyid of result.keyIds) io.out(`signed_by ${keyid}`);
+    });
+
+  program
+    .command('verify')
+    .description('verify a manifest file exactly as a worker does')
+    .argument('<file>', 'the worker-release.json to verify')
+    .requiredOption('--trusted-key <key>', 'a trusted public key: base64 of the raw 32 bytes, or a key file path (repeatable)', collect)
+    .option('--threshold <n>', 'how many distinct trusted keys must have signed', parseThreshold, 1)
+    .option('--channel <channel>', 'the channel the manifest must be for (default: the one it names)')
+    .action(async (file: string, flags: { trustedKey: string[]; threshold: number; channel?: string }) => {
+      const trustedKeys = [];
+      for (const argument of flags.trustedKey) trustedKeys.push(await readTrustedKey(argument));
+      const verified = await verifyManifestFile({ path: file, trustedKeys, threshold: flags.threshold, channel: flags.channel, now: clock.now() });
+      const { signed } = verified;
+      io.out(`verified ${file}`);
+      io.out(`channel ${signed.channel} serial ${signed.serial} version ${signed.version}`);
+      io.out(`released_at ${signed.released_at} expires ${signed.expires}`);
+      if (signed.minimum_version) io.out(`minimum_version ${signed.minimum_version}`);
+      if (signed.recommended_version) io.out(`recommended_version ${signed.recommended_version}`);
+      io.out(`allow_downgrade ${signed.allow_downgrade === true}`);
+      for (const [platform, entry] of Object.entries(signed.artifacts)) io.out(`artifact ${platform} ${entry.url} ${entry.size} ${entry.sha256}`);
+      for (const keyid of verified.signedBy) io.out(`signed_by ${keyid}`);
+      io.out(`threshold ${flags.threshold} of ${new Set(trustedKeys.map((k) => k.keyid)).size} trusted keys met`);
+    });
+
+  return program;
+}
+
+/**
+ * Run the release tool and return its exit code: 0 done, 1 refused or failed (the line
+ * `bytebiota-release: <code>: <message>` says why), 2 usage error.
+ */
+export async function runCli(argv: readonly string[], context: CliContext): Promise<number> {
+  const program = buildProgram(context);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return EXIT_OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has already printed its message (and the help) through configureOutput.
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    if (err instanceof UsageError) {
+      context.io.err(`${PROGRAM_NAME}: usage: ${err.message}`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof CodedError) {
+      context.io.err(`${PROGRAM_NAME}: ${err.code}: ${err.message}`);
+      return EXIT_FAILURE;
+    }
+    context.io.err(`${PROGRAM_NAME}: error: ${errorMessage(err)}`);
+    return EXIT_FAILURE;
+  }
+}
