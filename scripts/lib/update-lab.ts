@@ -1,0 +1,245 @@
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { currentPlatform } from '../../src/protocol/platform.js';
+import { ManagedProcess, runChecked, sourceProgram, type LogLine } from './processes.js';
+import { packagedWorker } from './worker-builds.js';
+
+export interface LabOptions {
+  /** Where to keep everything; a new temp folder when omitted. */
+  dir?: string;
+  /** Called with every output line of every process the lab starts (for the demo's --verbose). */
+  onLine?: (source: string, line: string, parsed: LogLine | null) => void;
+  /** The server's manifest cache TTL; short so that a publish shows up within seconds. */
+  cacheTtlSeconds?: number;
+}
+
+export interface WorkerOptions {
+  installRoot: string;
+  token: string;
+  channel?: string;
+  checkIntervalSeconds?: number;
+  healthWindowSeconds?: number;
+  extraArgs?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * A whole update system on this machine, driven only through its external interfaces: the three
+ * CLIs and the HTTP API (contract sections 3 to 5). The demo and the end-to-end tests both use it,
+ * so what the demo shows is what the tests assert.
+ */
+export class UpdateLab {
+  readonly storeDir: string;
+  readonly dbPath: string;
+  readonly keyDir: string;
+  readonly releaseKeyPath: string;
+  readonly releasePublicKeyPath: string;
+  releasePublicKey = '';
+  server: ManagedProcess | undefined;
+  serverUrl = '';
+  private adminToken = '';
+  private readonly processes = new Set<ManagedProcess>();
+
+  private constructor(
+    readonly dir: string,
+    private readonly options: LabOptions,
+  ) {
+    this.storeDir = join(dir, 'store');
+    this.dbPath = join(dir, 'fleet.db');
+    this.keyDir = join(dir, 'keys');
+    this.releaseKeyPath = join(this.keyDir, 'release.key');
+    this.releasePublicKeyPath = join(this.keyDir, 'release.pub');
+  }
+
+  static async create(options: LabOptions = {}): Promise<UpdateLab> {
+    const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'bytebiota-lab-')));
+    const lab = new UpdateLab(dir, options);
+    await mkdir(lab.storeDir, { recursive: true });
+    await lab.release(['keygen', '--out', lab.keyDir, '--name', 'release']);
+    lab.releasePublicKey = (await readFile(lab.releasePublicKeyPath, 'utf8')).trim();
+    return lab;
+  }
+
+  get platform(): string {
+    return currentPlatform();
+  }
+
+  /** Run `bytebiota-release ARGS` from source; it must succeed. */
+  async release(args: string[]): Promise<string> {
+    const program = sourceProgram('release');
+    return (await runChecked(program.command, [...program.args, ...args])).stdout;
+  }
+
+  /** Run `bytebiota-server ARGS` (not `serve`) from source; it must succeed. */
+  async serverCommand(args: string[]): Promise<string> {
+    const program = sourceProgram('server');
+    return (await runChecked(program.command, [...program.args, ...args])).stdout;
+  }
+
+  async startServer(extraArgs: string[] = []): Promise<string> {
+    const program = sourceProgram('server');
+    const args = [
+      ...program.args,
+      'serve',
+      '--host', '127.0.0.1',
+      '--port', this.serverUrl ? new URL(this.serverUrl).port : '0',
+      '--store', this.storeDir,
+      '--db', this.dbPath,
+      '--release-key', this.releasePublicKeyPath,
+      '--cache-ttl', String(this.options.cacheTtlSeconds ?? 1),
+      ...extraArgs,
+    ];
+    const server = this.track(new ManagedProcess('server', program.command, args, { env: process.env, onLine: this.lineSink('server') }));
+    const listening = await server.waitForEvent((event) => event.event === 'server_listening', 30_000);
+    this.server = server;
+    this.serverUrl = String(listening['url']).replace(/\/$/, '');
+    return this.serverUrl;
+  }
+
+  async stopServer(): Promise<void> {
+    await this.server?.stop();
+  }
+
+  async killServer(): Promise<void> {
+    await this.server?.kill();
+  }
+
+  async createToken(role: 'worker' | 'admin', pool?: string): Promise<string> {
+    const args = ['token', 'create', '--db', this.dbPath, '--role', role, ...(pool ? ['--pool', pool] : [])];
+    const lines = (await this.serverCommand(args)).trim().split('\n');
+    return lines[lines.length - 1]!.trim();
+  }
+
+  async admin(): Promise<string> {
+    this.adminToken ||= await this.createToken('admin');
+    return this.adminToken;
+  }
+
+  async api(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+    const response = await fetch(`${this.serverUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    return { status: response.status, json: text ? JSON.parse(text) : null };
+  }
+
+  async setPoolPolicy(pool: string, autoUpdate: boolean): Promise<void> {
+    const { status, json } = await this.api('PUT', `/api/admin/pools/${pool}/policy`, await this.admin(), { auto_update: autoUpdate });
+    if (status !== 200) throw new Error(`setting the policy of pool ${pool} failed: ${status} ${JSON.stringify(json)}`);
+  }
+
+  async fleet(): Promise<FleetView> {
+    const { status, json } = await this.api('GET', '/api/admin/fleet', await this.admin());
+    if (status !== 200) throw new Error(`fleet view failed: ${status} ${JSON.stringify(json)}`);
+    return json as FleetView;
+  }
+
+  /** The packaged worker executable of a version (built once per source tree). */
+  buildWorker(version: string): Promise<string> {
+    return packagedWorker(version);
+  }
+
+  /**
+   * An executable that passes the install self-test (`--version --json` names its version) but
+   * exits with an error as soon as it is started to work: what a broken build looks like.
+   */
+  async brokenWorker(version: string): Promise<string> {
+    const path = join(this.dir, `broken-worker-${version}`);
+    const info = JSON.stringify({ version, commit: 'broken', built_at: '2026-01-01T00:00:00Z', platform: this.platform });
+    await writeFile(
+      path,
+      [
+        '#!/bin/sh',
+        'if [ "$1" = "--version" ]; then',
+        `  if [ "$2" = "--json" ]; then echo '${info}'; else echo 'bytebiota-worker ${version}'; fi`,
+        '  exit 0',
+        'fi',
+        `echo 'bytebiota-worker ${version}: fatal: cannot load simulation core' >&2`,
+        'exit 70',
+        '',
+      ].join('\n'),
+    );
+    await chmod(path, 0o755);
+    return path;
+  }
+
+  async publish(
+    version: string,
+    artifactPath: string,
+    options: { channel?: string; minimumVersion?: string; allowDowngrade?: boolean } = {},
+  ): Promise<void> {
+    await this.release([
+      'publish',
+      '--store', this.storeDir,
+      '--channel', options.channel ?? 'stable',
+      '--version', version,
+      '--artifact', `${this.platform}=${artifactPath}`,
+      '--key', this.releaseKeyPath,
+      ...(options.minimumVersion ? ['--minimum-version', options.minimumVersion] : []),
+      ...(options.allowDowngrade ? ['--allow-downgrade'] : []),
+    ]);
+  }
+
+  async installWorker(executable: string, installRoot: string): Promise<void> {
+    await runChecked(executable, ['install', '--install-root', installRoot]);
+  }
+
+  /** Arguments and environment for `run`/`supervise` against this lab's server. */
+  workerInvocation(options: WorkerOptions): { args: string[]; env: NodeJS.ProcessEnv } {
+    return {
+      args: [
+        '--install-root', options.installRoot,
+        '--server', this.serverUrl,
+        '--channel', options.channel ?? 'stable',
+        '--trusted-key', this.releasePublicKey,
+        '--check-interval', String(options.checkIntervalSeconds ?? 2),
+        ...(options.extraArgs ?? []),
+      ],
+      // The token goes by environment, never on the command line where `ps` shows it.
+      // Debug level logs every finished unit of work, which the tests and the demo count.
+      env: { ...process.env, LOG_LEVEL: 'debug', BYTEBIOTA_WORKER_TOKEN: options.token, ...options.env },
+    };
+  }
+
+  /** Start `supervise` from the install root's current version, as a service manager would. */
+  startSupervisor(name: string, options: WorkerOptions): ManagedProcess {
+    const { args, env } = this.workerInvocation(options);
+    const executable = join(options.installRoot, 'current', 'bytebiota-worker');
+    const supervise = ['supervise', ...args, '--health-window', String(options.healthWindowSeconds ?? 15)];
+    return this.track(new ManagedProcess(name, executable, supervise, { env, onLine: this.lineSink(name) }));
+  }
+
+  /** Start `run` directly (no supervisor) from the install root's current version. */
+  startRun(name: string, options: WorkerOptions): ManagedProcess {
+    const { args, env } = this.workerInvocation(options);
+    const executable = join(options.installRoot, 'current', 'bytebiota-worker');
+    return this.track(new ManagedProcess(name, executable, ['run', ...args], { env, onLine: this.lineSink(name) }));
+  }
+
+  async metricsText(): Promise<string> {
+    const response = await fetch(`${this.serverUrl}/metrics`);
+    return response.text();
+  }
+
+  /** Stop everything the lab started; remove its folder unless asked to keep it. */
+  async close(options: { keepFiles?: boolean } = {}): Promise<void> {
+    await Promise.all([...this.processes].map((child) => child.stop(5_000)));
+    if (!options.keepFiles && !this.options.dir) await rm(this.dir, { recursive: true, force: true });
+  }
+
+  private track(child: ManagedProcess): ManagedProcess {
+    this.processes.add(child);
+    return child;
+  }
+
+  private lineSink(source: string) {
+    return (line: string, parsed: LogLine | null) => this.options.onLine?.(source, line, parsed);
+  }
+}
+
+export interface FleetView {
+  [key: string]: unknown;
+}

@@ -1,0 +1,127 @@
+import rateLimit from '@fastify/rate-limit';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Logger } from 'pino';
+import type { Clock } from '../shared/clock.js';
+import type { ReleaseStore } from '../store/release-store.js';
+import type { PublicKey } from '../trust/keys.js';
+import type { FleetStore } from './fleet/fleet-store.js';
+import { HttpError } from './http-error.js';
+import { ManifestCache } from './manifest-cache.js';
+import { accessLogPlugin } from './plugins/access-log.js';
+import { authPlugin } from './plugins/auth.js';
+import { describeError, errorHandlerPlugin } from './plugins/error-handler.js';
+import { metricsPlugin } from './plugins/metrics.js';
+import { openapiPlugin } from './plugins/openapi.js';
+import { requestIdFrom, requestIdPlugin } from './plugins/request-id.js';
+import { adminRoutes } from './routes/admin.js';
+import { artifactRoutes } from './routes/artifacts.js';
+import { healthRoutes } from './routes/health.js';
+import { manifestRoutes } from './routes/manifest.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { reportRoutes } from './routes/reports.js';
+import { workerRoutes } from './routes/workers.js';
+import './types.js';
+
+export interface RateLimitSettings {
+  /** Requests allowed per token (or per client address without a token) in each window. */
+  max: number;
+  windowSeconds: number;
+}
+
+/** Everything the app needs from outside; main.ts is the one place real I/O is plugged in. */
+export interface AppDeps {
+  store: ReleaseStore;
+  fleet: FleetStore;
+  releaseKeys: readonly PublicKey[];
+  releaseKeyThreshold: number;
+  cacheTtlSeconds: number;
+  heartbeatIntervalSeconds: number;
+  clock: Clock;
+  logger: Logger;
+  rateLimit: RateLimitSettings;
+  metricsToken?: string | undefined;
+  bodyLimitBytes?: number;
+  /** Workers not seen for this long leave the fleet gauge; default 10 heartbeat intervals. */
+  workerStaleAfterSeconds?: number;
+}
+
+export const DEFAULT_BODY_LIMIT_BYTES = 64 * 1024;
+
+/** The whole server as one plugin: decorators, hooks and routes, no listen. */
+export const bytebiotaServer = fp<AppDeps>(
+  async (app, deps) => {
+    const workerStaleAfterSeconds = deps.workerStaleAfterSeconds ?? deps.heartbeatIntervalSeconds * 10;
+    // JSON only: a text/plain body is refused with 415 instead of reaching a schema as a string.
+    app.removeContentTypeParser('text/plain');
+    app.decorate('fleet', deps.fleet);
+    app.decorate('releaseStore', deps.store);
+    app.decorate('clock', deps.clock);
+    app.decorate('settings', { heartbeatIntervalSeconds: deps.heartbeatIntervalSeconds, workerStaleAfterSeconds });
+    app.decorate(
+      'manifests',
+      new ManifestCache({
+        store: deps.store,
+        trustedKeys: deps.releaseKeys,
+        threshold: deps.releaseKeyThreshold,
+        cacheTtlSeconds: deps.cacheTtlSeconds,
+        clock: deps.clock,
+        logger: deps.logger,
+      }),
+    );
+
+    await app.register(requestIdPlugin);
+    await app.register(accessLogPlugin);
+    await app.register(errorHandlerPlugin);
+    await app.register(metricsPlugin, {
+      workersSeenSince: () => new Date(deps.clock.now().getTime() - workerStaleAfterSeconds * 1000),
+    });
+    await app.register(authPlugin, { metricsToken: deps.metricsToken });
+    // After auth (preHandler), so the key is the verified token id; per address otherwise.
+    await app.register(rateLimit, {
+      global: true,
+      hook: 'preHandler',
+      max: deps.rateLimit.max,
+      timeWindow: deps.rateLimit.windowSeconds * 1000,
+      keyGenerator: (request) => (request.auth ? `token:${request.auth.tokenId}` : `ip:${request.ip}`),
+      errorResponseBuilder: (_request, context) =>
+        new HttpError(429, 'rate_limited', `too many requests; retry after ${context.after}`),
+    });
+    await app.register(openapiPlugin);
+
+    await app.register(healthRoutes);
+    await app.register(metricsRoutes);
+    await app.register(manifestRoutes);
+    await app.register(artifactRoutes);
+    await app.register(reportRoutes);
+    await app.register(workerRoutes);
+    await app.register(adminRoutes);
+  },
+  { name: 'bytebiota-server', fastify: '5.x' },
+);
+
+/** A ready Fastify instance with the server registered; the caller listens or injects. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    // One line per request is written by the access-log plugin; the id is logged as correlation_id.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'correlation_id' }),
+    genReqId: requestIdFrom,
+    requestIdHeader: false,
+    bodyLimit: deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
+    exposeHeadRoutes: false,
+    return503OnClosing: true,
+    // Strict validation: a field the schema does not know is refused, never silently dropped,
+    // and nothing is coerced into a type it was not sent as.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    // Errors Fastify raises before routing (a malformed URL) get the same error body as the rest.
+    frameworkErrors: (error, _request, reply) => {
+      const { status, body } = describeError(error);
+      void (reply as unknown as FastifyReply).code(status).type('application/json; charset=utf-8').send(body);
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  await app.register(bytebiotaServer, deps);
+  await app.ready();
+  return app as unknown as FastifyInstance;
+}

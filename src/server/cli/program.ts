@@ -1,0 +1,55 @@
+import { Command, CommanderError } from 'commander';
+import { SETTINGS } from '../config.js';
+import { serve } from './serve.js';
+import { createTokenCommand, listTokensCommand, revokeTokenCommand } from './token.js';
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** The `bytebiota-server` command line (contract section 3). */
+export function buildProgram(env: Record<string, string | undefined>, print: (line: string) => void): Command {
+  const program = new Command('bytebiota-server')
+    .description('The ByteBiota update server: signed manifests, artifacts, reports, handshake, fleet view')
+    .exitOverride()
+    .showHelpAfterError();
+
+  const serveCommand = program
+    .command('serve', { isDefault: true })
+    .description('run the server (the default command)')
+    .option('--config <file>', 'JSON config file (env BYTEBIOTA_CONFIG)');
+  for (const setting of SETTINGS) {
+    const label = `--${setting.flag} <value>`;
+    const help = `${setting.fileKey} (env ${setting.env}${setting.default !== undefined ? `, default ${String(setting.default)}` : ''})`;
+    if (setting.kind === 'list') serveCommand.option(label, `${help}; repeatable`, collect);
+    else serveCommand.option(label, help);
+  }
+  serveCommand.action(async (options: Record<string, string | string[] | undefined>) => {
+    await serve(options, env);
+  });
+
+  const token = program.command('token').description('manage bearer tokens');
+  token
+    .command('create')
+    .description('create a token; prints it as the last line')
+    .option('--db <db>', 'SQLite file (env BYTEBIOTA_DB)')
+    .option('--role <role>', 'worker or admin')
+    .option('--pool <pool>', 'the worker pool of a worker token')
+    .option('--label <text>', 'a note for `token list`')
+    .action(async (options) => createTokenCommand(options, env, print));
+  token
+    .command('revoke')
+    .description('revoke a token by its id')
+    .argument('<token-id>')
+    .option('--db <db>', 'SQLite file (env BYTEBIOTA_DB)')
+    .action(async (id: string, options) => revokeTokenCommand(id, options, env, print));
+  token
+    .command('list')
+    .description('list tokens (ids, roles, pools; never secrets)')
+    .option('--db <db>', 'SQLite file (env BYTEBIOTA_DB)')
+    .option('--json', 'one JSON object per line')
+    .action(async (options) => listTokensCommand(options, env, print));
+  return program;
+}
+
+export { CommanderError };

@@ -1,0 +1,94 @@
+import type { FastifyInstance } from 'fastify';
+import { systemClock } from '../../shared/clock.js';
+import { CodedError, UsageError, errorMessage } from '../../shared/errors.js';
+import { createLogger } from '../../shared/logger.js';
+import { openReleaseStore } from '../../store/index.js';
+import { buildApp } from '../app.js';
+import { resolveServeConfig, type FlagValues } from '../config.js';
+import type { FleetStore } from '../fleet/fleet-store.js';
+import { openFleetStore } from '../fleet/open-fleet-store.js';
+import { loadReleaseKeys } from '../release-keys.js';
+
+/**
+ * `bytebiota-server serve`: the one place where real I/O is plugged in. Validates the whole
+ * configuration before listening (exit 2 on any mistake), logs `server_listening` with the URL,
+ * and on SIGTERM or SIGINT stops accepting, lets in-flight requests finish (a report being
+ * written still gets its 202), closes the database and exits 0.
+ */
+export async function serve(flags: FlagValues, env: Record<string, string | undefined>): Promise<void> {
+  const config = resolveServeConfig(flags, env);
+  const logger = createLogger({ name: 'bytebiota-server', level: config.logLevel });
+  const releaseKeys = loadReleaseKeys(config.releaseKeys, config.releaseKeyThreshold);
+  const store = openReleaseStore(config.store, env);
+  try {
+    await store.ping();
+  } catch (err) {
+    throw new UsageError(`release store ${config.store} is not reachable: ${errorMessage(err)}`);
+  }
+  let fleet: FleetStore;
+  try {
+    fleet = openFleetStore(config.db);
+  } catch (err) {
+    if (err instanceof CodedError && err.code !== 'usage') throw new UsageError(err.message);
+    throw err;
+  }
+
+  let app: FastifyInstance;
+  try {
+    app = await buildApp({
+      store,
+      fleet,
+      releaseKeys,
+      releaseKeyThreshold: config.releaseKeyThreshold,
+      cacheTtlSeconds: config.cacheTtlSeconds,
+      heartbeatIntervalSeconds: config.heartbeatIntervalSeconds,
+      clock: systemClock,
+      logger,
+      rateLimit: { max: config.rateLimitMax, windowSeconds: config.rateLimitWindowSeconds },
+      metricsToken: config.metricsToken,
+      bodyLimitBytes: config.bodyLimitBytes,
+    });
+  } catch (err) {
+    await fleet.close();
+    throw err;
+  }
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ event: 'server_stopping', signal }, 'stopping: finishing in-flight requests');
+    void (async () => {
+      try {
+        await app.close();
+        await fleet.close();
+        logger.info({ event: 'server_stopped' }, 'stopped');
+        process.exit(0);
+      } catch (err) {
+        logger.error({ event: 'server_stop_failed', err: errorMessage(err) }, 'could not stop cleanly');
+        process.exit(1);
+      }
+    })();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+
+  try {
+    const url = await app.listen({ host: config.host, port: config.port });
+    logger.info(
+      {
+        event: 'server_listening',
+        url,
+        store: store.location,
+        db: fleet.kind,
+        release_keys: releaseKeys.map((key) => key.keyid),
+        release_key_threshold: config.releaseKeyThreshold,
+        cache_ttl_s: config.cacheTtlSeconds,
+      },
+      `listening on ${url}`,
+    );
+  } catch (err) {
+    await fleet.close();
+    throw new UsageError(`cannot listen on ${config.host}:${config.port}: ${errorMessage(err)}`);
+  }
+}

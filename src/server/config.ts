@@ -1,0 +1,184 @@
+import { readFileSync } from 'node:fs';
+import { UsageError, errorMessage } from '../shared/errors.js';
+
+/**
+ * The serve configuration. Each setting has a flag, an environment variable and a config-file
+ * key; a flag beats the environment, which beats the file, which beats the default. Everything
+ * is validated here, at start, so a bad value stops the server with exit code 2 and a message
+ * naming the setting and where it came from.
+ */
+export interface ServeConfig {
+  host: string;
+  port: number;
+  store: string;
+  db: string;
+  /** Base64 raw keys or PEM/base64 key file paths, as given; resolved by release-keys.ts. */
+  releaseKeys: string[];
+  releaseKeyThreshold: number;
+  cacheTtlSeconds: number;
+  heartbeatIntervalSeconds: number;
+  metricsToken: string | undefined;
+  rateLimitMax: number;
+  rateLimitWindowSeconds: number;
+  bodyLimitBytes: number;
+  logLevel: string;
+}
+
+type Kind = 'string' | 'list' | { min: number; max: number };
+
+interface Setting {
+  /** Key in ServeConfig. */
+  field: keyof ServeConfig;
+  /** Long flag, without dashes. */
+  flag: string;
+  env: string;
+  /** Key in the JSON config file. */
+  fileKey: string;
+  kind: Kind;
+  default?: string | number | string[];
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export const SETTINGS: readonly Setting[] = [
+  { field: 'host', flag: 'host', env: 'BYTEBIOTA_HOST', fileKey: 'host', kind: 'string', default: '127.0.0.1' },
+  { field: 'port', flag: 'port', env: 'BYTEBIOTA_PORT', fileKey: 'port', kind: { min: 0, max: 65535 }, default: 8080 },
+  { field: 'store', flag: 'store', env: 'BYTEBIOTA_STORE', fileKey: 'store', kind: 'string' },
+  { field: 'db', flag: 'db', env: 'BYTEBIOTA_DB', fileKey: 'db', kind: 'string' },
+  { field: 'releaseKeys', flag: 'release-key', env: 'BYTEBIOTA_RELEASE_KEYS', fileKey: 'release_keys', kind: 'list' },
+  {
+    field: 'releaseKeyThreshold',
+    flag: 'release-key-threshold',
+    env: 'BYTEBIOTA_RELEASE_KEY_THRESHOLD',
+    fileKey: 'release_key_threshold',
+    kind: { min: 1, max: 64 },
+    default: 1,
+  },
+  { field: 'cacheTtlSeconds', flag: 'cache-ttl', env: 'BYTEBIOTA_CACHE_TTL', fileKey: 'cache_ttl', kind: { min: 0, max: 86_400 }, default: 300 },
+  {
+    field: 'heartbeatIntervalSeconds',
+    flag: 'heartbeat-interval',
+    env: 'BYTEBIOTA_HEARTBEAT_INTERVAL',
+    fileKey: 'heartbeat_interval',
+    kind: { min: 1, max: 86_400 },
+    default: 30,
+  },
+  { field: 'metricsToken', flag: 'metrics-token', env: 'BYTEBIOTA_METRICS_TOKEN', fileKey: 'metrics_token', kind: 'string' },
+  {
+    field: 'rateLimitMax',
+    flag: 'rate-limit-max',
+    env: 'BYTEBIOTA_RATE_LIMIT_MAX',
+    fileKey: 'rate_limit_max',
+    kind: { min: 1, max: 1_000_000_000 },
+    default: 120_000,
+  },
+  {
+    field: 'rateLimitWindowSeconds',
+    flag: 'rate-limit-window',
+    env: 'BYTEBIOTA_RATE_LIMIT_WINDOW',
+    fileKey: 'rate_limit_window',
+    kind: { min: 1, max: 86_400 },
+    default: 60,
+  },
+  {
+    field: 'bodyLimitBytes',
+    flag: 'body-limit',
+    env: 'BYTEBIOTA_BODY_LIMIT',
+    fileKey: 'body_limit',
+    kind: { min: 1024, max: 16 * 1024 * 1024 },
+    default: 64 * 1024,
+  },
+  { field: 'logLevel', flag: 'log-level', env: 'BYTEBIOTA_LOG_LEVEL', fileKey: 'log_level', kind: 'string', default: 'info' },
+];
+
+/** Values as commander parsed them: strings, or string arrays for repeatable flags. */
+export type FlagValues = Record<string, string | string[] | undefined>;
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read config file ${path}: ${errorMessage(err)}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`config file ${path} is not valid JSON: ${errorMessage(err)}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new UsageError(`config file ${path} must hold one JSON object`);
+  }
+  const known = new Set(SETTINGS.map((setting) => setting.fileKey));
+  for (const key of Object.keys(value)) {
+    if (!known.has(key)) throw new UsageError(`config file ${path}: unknown key ${JSON.stringify(key)}; known keys: ${[...known].join(', ')}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function convert(setting: Setting, raw: unknown, source: string): string | number | string[] {
+  const where = source;
+  if (setting.kind === 'list') {
+    const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null;
+    if (!items || !items.every((item) => typeof item === 'string')) {
+      throw new UsageError(`${where}: expected a list of strings`);
+    }
+    const cleaned = items.map((item) => item.trim()).filter((item) => item !== '');
+    return cleaned;
+  }
+  if (setting.kind === 'string') {
+    if (typeof raw !== 'string' || raw.trim() === '') throw new UsageError(`${where}: expected a non-empty string`);
+    if (setting.field === 'logLevel' && !LOG_LEVELS.includes(raw)) {
+      throw new UsageError(`${where}: log level must be one of ${LOG_LEVELS.join(', ')}`);
+    }
+    return raw;
+  }
+  const text = typeof raw === 'number' ? String(raw) : raw;
+  if (typeof text !== 'string' || !/^\d{1,10}$/.test(text.trim())) {
+    throw new UsageError(`${where}: expected a whole number between ${setting.kind.min} and ${setting.kind.max}, got ${JSON.stringify(raw)}`);
+  }
+  const value = Number(text.trim());
+  if (value < setting.kind.min || value > setting.kind.max) {
+    throw new UsageError(`${where}: ${value} is outside ${setting.kind.min}-${setting.kind.max}`);
+  }
+  return value;
+}
+
+/** Merge flags, environment, config file and defaults; throws UsageError on any bad value. */
+export function resolveServeConfig(flags: FlagValues, env: Record<string, string | undefined>): ServeConfig {
+  const configPath = (flags['config'] as string | undefined) ?? env['BYTEBIOTA_CONFIG'];
+  const file = configPath ? readConfigFile(configPath) : {};
+  const resolved: Record<string, unknown> = {};
+  for (const setting of SETTINGS) {
+    const fromFlag = flags[camel(setting.flag)];
+    const fromEnv = env[setting.env];
+    const fromFile = file[setting.fileKey];
+    let value: unknown;
+    if (fromFlag !== undefined && !(Array.isArray(fromFlag) && fromFlag.length === 0)) {
+      value = convert(setting, fromFlag, `--${setting.flag}`);
+    } else if (fromEnv !== undefined && fromEnv !== '') {
+      value = convert(setting, fromEnv, setting.env);
+    } else if (fromFile !== undefined) {
+      value = convert(setting, fromFile, `config file key ${setting.fileKey}`);
+    } else {
+      value = setting.default;
+    }
+    resolved[setting.field] = value;
+  }
+  for (const setting of SETTINGS.filter((s) => ['store', 'db'].includes(s.field))) {
+    if (resolved[setting.field] === undefined) {
+      throw new UsageError(`--${setting.flag} is required (or ${setting.env}, or "${setting.fileKey}" in the config file)`);
+    }
+  }
+  const keys = resolved['releaseKeys'] as string[] | undefined;
+  if (!keys || keys.length === 0) {
+    // Fail closed: a server with no release key would have nothing to verify manifests against.
+    throw new UsageError('at least one --release-key is required (or BYTEBIOTA_RELEASE_KEYS, or "release_keys" in the config file)');
+  }
+  return resolved as unknown as ServeConfig;
+}

@@ -1,0 +1,14 @@
+import { sql as initial } from './001-initial.js';
+
+/**
+ * Schema migrations, applied in order at start, each once, each in its own transaction. They are
+ * TypeScript string modules (not .sql files) so that they ship inside dist/ and inside a bundled
+ * executable without any file lookup. Never edit a released migration: add the next version.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial', sql: initial }];

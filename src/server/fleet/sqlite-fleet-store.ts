@@ -1,0 +1,334 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
+import type { PoolPolicy, UpdateState, WorkerState } from '../../protocol/messages.js';
+import { CodedError } from '../../shared/errors.js';
+import type { TokenRole } from '../tokens.js';
+import type {
+  FailureView,
+  FleetGroup,
+  FleetQuery,
+  FleetStore,
+  FleetView,
+  StoredReport,
+  TokenRecord,
+  WorkerCount,
+  WorkerHeartbeat,
+  WorkerRegistration,
+  WorkerView,
+} from './fleet-store.js';
+import { MIGRATIONS, type Migration } from './migrations/index.js';
+import { WriteBatcher } from './write-batcher.js';
+
+export class FleetStoreError extends CodedError<'database_unavailable' | 'database_schema_newer'> {}
+
+interface WorkerRow {
+  id: string;
+  pool: string;
+  channel: string | null;
+  platform: string | null;
+  version: string;
+  state: WorkerState;
+  update_to_version: string | null;
+  update_state: UpdateState | null;
+  update_download_percent: number | null;
+  update_reason: string | null;
+  update_at: string | null;
+  registered_at: string;
+  last_seen_at: string;
+}
+
+interface TokenRow {
+  id: string;
+  role: TokenRole;
+  pool: string | null;
+  secret_sha256: Buffer;
+  label: string | null;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+function tokenFromRow(row: TokenRow): TokenRecord {
+  return {
+    id: row.id,
+    role: row.role,
+    pool: row.pool,
+    secretSha256: row.secret_sha256,
+    label: row.label,
+    createdAt: new Date(row.created_at),
+    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
+  };
+}
+
+function workerFromRow(row: WorkerRow): WorkerView {
+  const update =
+    row.update_to_version !== null && row.update_state !== null
+      ? {
+          to_version: row.update_to_version,
+          state: row.update_state,
+          ...(row.update_download_percent !== null ? { download_percent: row.update_download_percent } : {}),
+          ...(row.update_reason !== null ? { reason: row.update_reason as never } : {}),
+          updated_at: row.update_at ?? row.last_seen_at,
+        }
+      : null;
+  return {
+    worker_id: row.id,
+    pool: row.pool,
+    channel: row.channel,
+    platform: row.platform,
+    version: row.version,
+    state: row.state,
+    update,
+    registered_at: row.registered_at,
+    last_seen_at: row.last_seen_at,
+  };
+}
+
+/** Apply the migrations the database does not have yet, in order, each in a transaction. */
+export function migrate(db: Database, migrations: readonly Migration[] = MIGRATIONS): number[] {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
+  const applied = new Set(
+    (db.prepare('SELECT version FROM schema_migrations').all() as Array<{ version: number }>).map((row) => row.version),
+  );
+  const newest = Math.max(0, ...migrations.map((m) => m.version));
+  const unknown = [...applied].filter((version) => version > newest);
+  if (unknown.length > 0) {
+    // A newer server has migrated this database: running old code on it could corrupt it.
+    throw new FleetStoreError(
+      'database_schema_newer',
+      `database schema version ${Math.max(...unknown)} is newer than this server knows (${newest}); upgrade the server`,
+    );
+  }
+  const done: number[] = [];
+  for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (applied.has(migration.version)) continue;
+    db.transaction(() => {
+      db.exec(migration.sql);
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
+        migration.version,
+        migration.name,
+        new Date().toISOString(),
+      );
+    })();
+    done.push(migration.version);
+  }
+  return done;
+}
+
+/**
+ * The embedded fleet store. Journal mode WAL with `synchronous=FULL`: every commit fsyncs the
+ * WAL, so a report answered with 202 survives kill -9 and power loss alike. Group commit
+ * (WriteBatcher) amortises that fsync over all the writes of one event-loop turn.
+ */
+export class SqliteFleetStore implements FleetStore {
+  readonly kind = 'sqlite';
+  private readonly db: Database;
+  private readonly batcher: WriteBatcher;
+  private closed = false;
+  private readonly statements: {
+    upsertRegistration: Statement;
+    upsertHeartbeat: Statement;
+    workerChannel: Statement;
+    insertReport: Statement;
+    getPolicy: Statement;
+    setPolicy: Statement;
+    findToken: Statement;
+    insertToken: Statement;
+    revokeToken: Statement;
+  };
+
+  constructor(readonly path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    try {
+      this.db = new BetterSqlite3(path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.pragma('busy_timeout = 5000');
+      this.db.pragma('foreign_keys = ON');
+    } catch (err) {
+      throw new FleetStoreError('database_unavailable', `cannot open the SQLite database ${path}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    migrate(this.db);
+    this.batcher = new WriteBatcher(this.db);
+    this.statements = {
+      upsertRegistration: this.db.prepare(`
+        INSERT INTO workers (id, pool, channel, platform, version, state, registered_at, last_seen_at)
+        VALUES (@id, @pool, @channel, @platform, @version, 'starting', @at, @at)
+        ON CONFLICT (id) DO UPDATE SET pool = excluded.pool, channel = excluded.channel,
+          platform = excluded.platform, version = excluded.version, state = 'starting',
+          registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at`),
+      upsertHeartbeat: this.db.prepare(`
+        INSERT INTO workers (id, pool, version, state, update_to_version, update_state,
+          update_download_percent, update_reason, update_at, registered_at, last_seen_at)
+        VALUES (@id, @pool, @version, @state, @to_version, @update_state, @download_percent,
+          @reason, @update_at, @at, @at)
+        ON CONFLICT (id) DO UPDATE SET pool = excluded.pool, version = excluded.version,
+          state = excluded.state, update_to_version = excluded.update_to_version,
+          update_state = excluded.update_state, update_download_percent = excluded.update_download_percent,
+          update_reason = excluded.update_reason, update_at = excluded.update_at,
+          last_seen_at = excluded.last_seen_at`),
+      workerChannel: this.db.prepare('SELECT channel FROM workers WHERE id = ?'),
+      insertReport: this.db.prepare(`
+        INSERT INTO update_events (received_at, request_id, worker_id, pool, event, channel, platform,
+          from_version, to_version, reason, duration_ms, correlation_id)
+        VALUES (@received_at, @request_id, @worker_id, @pool, @event, @channel, @platform,
+          @from_version, @to_version, @reason, @duration_ms, @correlation_id)`),
+      getPolicy: this.db.prepare('SELECT auto_update FROM pool_policies WHERE pool = ?'),
+      setPolicy: this.db.prepare(`
+        INSERT INTO pool_policies (pool, auto_update, updated_at, updated_by_token) VALUES (?, ?, ?, ?)
+        ON CONFLICT (pool) DO UPDATE SET auto_update = excluded.auto_update,
+          updated_at = excluded.updated_at, updated_by_token = excluded.updated_by_token`),
+      findToken: this.db.prepare('SELECT * FROM tokens WHERE id = ?'),
+      insertToken: this.db.prepare(`
+        INSERT INTO tokens (id, role, pool, secret_sha256, label, created_at, revoked_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      revokeToken: this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
+    };
+  }
+
+  async ping(): Promise<void> {
+    try {
+      this.db.prepare('SELECT 1').get();
+    } catch (err) {
+      throw new FleetStoreError('database_unavailable', `SQLite database ${this.path} is not usable`, { cause: err });
+    }
+  }
+
+  registerWorker(worker: WorkerRegistration): Promise<void> {
+    const row = {
+      id: worker.workerId,
+      pool: worker.pool,
+      channel: worker.channel,
+      platform: worker.platform,
+      version: worker.version,
+      at: worker.at.toISOString(),
+    };
+    return this.batcher.write(() => this.statements.upsertRegistration.run(row));
+  }
+
+  async recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null }> {
+    const update = heartbeat.update;
+    const row = {
+      id: heartbeat.workerId,
+      pool: heartbeat.pool,
+      version: heartbeat.version,
+      state: heartbeat.state,
+      to_version: update?.to_version ?? null,
+      update_state: update?.state ?? null,
+      download_percent: update?.download_percent ?? null,
+      reason: update?.reason ?? null,
+      update_at: update ? heartbeat.at.toISOString() : null,
+      at: heartbeat.at.toISOString(),
+    };
+    await this.batcher.write(() => this.statements.upsertHeartbeat.run(row));
+    const found = this.statements.workerChannel.get(heartbeat.workerId) as { channel: string | null } | undefined;
+    return { channel: found?.channel ?? null };
+  }
+
+  recordReport(report: StoredReport): Promise<void> {
+    const row = {
+      received_at: report.receivedAt.toISOString(),
+      request_id: report.requestId,
+      worker_id: report.worker_id,
+      pool: report.pool,
+      event: report.event,
+      channel: report.channel,
+      platform: report.platform,
+      from_version: report.from_version,
+      to_version: report.to_version,
+      reason: report.reason ?? null,
+      duration_ms: report.duration_ms ?? null,
+      correlation_id: report.correlation_id ?? null,
+    };
+    return this.batcher.write(() => this.statements.insertReport.run(row));
+  }
+
+  async getPoolPolicy(pool: string): Promise<PoolPolicy | null> {
+    const row = this.statements.getPolicy.get(pool) as { auto_update: number } | undefined;
+    return row ? { auto_update: row.auto_update === 1 } : null;
+  }
+
+  setPoolPolicy(pool: string, policy: PoolPolicy, change: { at: Date; byTokenId: string }): Promise<void> {
+    return this.batcher.write(() =>
+      this.statements.setPolicy.run(pool, policy.auto_update ? 1 : 0, change.at.toISOString(), change.byTokenId),
+    );
+  }
+
+  async fleetView(query: FleetQuery): Promise<FleetView> {
+    const total = this.db.prepare('SELECT COUNT(*) AS n FROM workers').get() as { n: number };
+    const groups = this.db
+      .prepare(
+        `SELECT channel, pool, version, state, COUNT(*) AS count FROM workers
+         GROUP BY channel, pool, version, state ORDER BY channel, pool, version, state`,
+      )
+      .all() as FleetGroup[];
+    const workers = (
+      this.db.prepare('SELECT * FROM workers ORDER BY last_seen_at DESC, id LIMIT ?').all(query.workerLimit) as WorkerRow[]
+    ).map(workerFromRow);
+    const recentFailures = this.db
+      .prepare(
+        `SELECT worker_id, pool, event, channel, platform, from_version, to_version, reason,
+           correlation_id, received_at
+         FROM update_events WHERE event IN ('failure', 'rollback') ORDER BY id DESC LIMIT ?`,
+      )
+      .all(query.failureLimit) as FailureView[];
+    const pools = (
+      this.db.prepare('SELECT pool, auto_update, updated_at FROM pool_policies ORDER BY pool').all() as Array<{
+        pool: string;
+        auto_update: number;
+        updated_at: string;
+      }>
+    ).map((row) => ({ pool: row.pool, auto_update: row.auto_update === 1, updated_at: row.updated_at }));
+    return { total_workers: total.n, groups, workers, recent_failures: recentFailures, pools };
+  }
+
+  async workerCounts(seenSince: Date): Promise<WorkerCount[]> {
+    return this.db
+      .prepare(
+        `SELECT channel, pool, version, COUNT(*) AS count FROM workers WHERE last_seen_at >= ?
+         GROUP BY channel, pool, version`,
+      )
+      .all(seenSince.toISOString()) as WorkerCount[];
+  }
+
+  createToken(token: TokenRecord): Promise<void> {
+    return this.batcher.write(() =>
+      this.statements.insertToken.run(
+        token.id,
+        token.role,
+        token.pool,
+        token.secretSha256,
+        token.label,
+        token.createdAt.toISOString(),
+        token.revokedAt?.toISOString() ?? null,
+      ),
+    );
+  }
+
+  async findToken(id: string): Promise<TokenRecord | null> {
+    const row = this.statements.findToken.get(id) as TokenRow | undefined;
+    return row ? tokenFromRow(row) : null;
+  }
+
+  async revokeToken(id: string, at: Date): Promise<boolean> {
+    let changed = false;
+    await this.batcher.write(() => {
+      changed = this.statements.revokeToken.run(at.toISOString(), id).changes > 0;
+    });
+    return changed;
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return (this.db.prepare('SELECT * FROM tokens ORDER BY created_at, id').all() as TokenRow[]).map(tokenFromRow);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.batcher.flush();
+    this.db.close();
+  }
+}

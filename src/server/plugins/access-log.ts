@@ -1,0 +1,34 @@
+import fp from 'fastify-plugin';
+
+/**
+ * One log line per request (plan B1.4), written when the response is done, carrying the
+ * request's `correlation_id`, its status and duration, and whatever the route and error handler
+ * added to `request.logFields`: channel, pool, policy and result for a manifest fetch; event,
+ * reason and versions for a report; the error code for an error. Fastify's own two-line request
+ * logging is off.
+ */
+export const accessLogPlugin = fp(
+  async (app) => {
+    app.decorateRequest('logFields', null);
+    app.addHook('onResponse', async (request, reply) => {
+      const fields = request.logFields ?? {};
+      const line = {
+        event: 'http_request',
+        method: request.method,
+        route: request.routeOptions.url ?? null,
+        status: reply.statusCode,
+        duration_ms: Math.round(reply.elapsedTime * 100) / 100,
+        token_id: request.auth?.tokenId,
+        ...fields,
+      };
+      if (reply.statusCode >= 500) request.log.error(line, 'request failed');
+      else request.log.info(line, 'request');
+    });
+  },
+  { name: 'bytebiota-access-log' },
+);
+
+/** Add fields to the request's log line (merging with what is already there). */
+export function addLogFields(request: { logFields: Record<string, unknown> | null }, fields: Record<string, unknown>): void {
+  request.logFields = { ...(request.logFields ?? {}), ...fields };
+}

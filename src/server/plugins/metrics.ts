@@ -1,0 +1,115 @@
+import fp from 'fastify-plugin';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { UpdateReport } from '../../protocol/messages.js';
+import type { FleetStore } from '../fleet/fleet-store.js';
+
+/** Label values taken from reports are bounded: past this many distinct versions, `other`. */
+const MAX_VERSION_LABELS = 500;
+
+/**
+ * The server's Prometheus metrics (contract section 6), in their own Registry so that tests and
+ * several apps in one process never share counters.
+ *
+ * Report counters are labelled by `channel` and `to_version`; failures also by `reason`.
+ * A `rollback` report counts in its own `worker_update_rollback_total{channel,to_version,reason}`
+ * and not as a failure: a worker that rolls back has usually reported the failure that caused it
+ * already, and counting both would double the failure rate on dashboards.
+ */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly httpDuration: Histogram<'method' | 'route' | 'status_code'>;
+  private readonly attempts: Counter<'channel' | 'to_version'>;
+  private readonly successes: Counter<'channel' | 'to_version'>;
+  private readonly failures: Counter<'channel' | 'to_version' | 'reason'>;
+  private readonly rollbacks: Counter<'channel' | 'to_version' | 'reason'>;
+  private readonly versionLabels = new Set<string>();
+
+  constructor(fleet: FleetStore, workersSeenSince: () => Date) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.httpDuration = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request duration by route and status',
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers,
+    });
+    this.attempts = new Counter({
+      name: 'worker_update_attempt_total',
+      help: 'Update attempts reported by workers',
+      labelNames: ['channel', 'to_version'],
+      registers,
+    });
+    this.successes = new Counter({
+      name: 'worker_update_success_total',
+      help: 'Successful updates reported by workers',
+      labelNames: ['channel', 'to_version'],
+      registers,
+    });
+    this.failures = new Counter({
+      name: 'worker_update_failure_total',
+      help: 'Failed updates reported by workers, by reason code',
+      labelNames: ['channel', 'to_version', 'reason'],
+      registers,
+    });
+    this.rollbacks = new Counter({
+      name: 'worker_update_rollback_total',
+      help: 'Automatic rollbacks reported by workers, by reason code',
+      labelNames: ['channel', 'to_version', 'reason'],
+      registers,
+    });
+    new Gauge({
+      name: 'bytebiota_fleet_workers',
+      help: 'Workers seen recently, by channel, pool and version (read from the fleet store on scrape)',
+      labelNames: ['channel', 'pool', 'version'],
+      registers,
+      async collect() {
+        const counts = await fleet.workerCounts(workersSeenSince());
+        this.reset();
+        for (const row of counts) {
+          this.set({ channel: row.channel ?? 'unknown', pool: row.pool, version: row.version }, row.count);
+        }
+      },
+    });
+  }
+
+  recordReport(report: UpdateReport): void {
+    const labels = { channel: report.channel, to_version: this.versionLabel(report.to_version) };
+    const reason = report.reason ?? 'unspecified';
+    switch (report.event) {
+      case 'attempt':
+        this.attempts.inc(labels);
+        break;
+      case 'success':
+        this.successes.inc(labels);
+        break;
+      case 'failure':
+        this.failures.inc({ ...labels, reason });
+        break;
+      case 'rollback':
+        this.rollbacks.inc({ ...labels, reason });
+        break;
+    }
+  }
+
+  private versionLabel(version: string): string {
+    if (this.versionLabels.has(version)) return version;
+    if (this.versionLabels.size >= MAX_VERSION_LABELS) return 'other';
+    this.versionLabels.add(version);
+    return version;
+  }
+}
+
+export const metricsPlugin = fp<{ workersSeenSince: () => Date }>(
+  async (app, options) => {
+    const metrics = new ServerMetrics(app.fleet, options.workersSeenSince);
+    app.decorate('serverMetrics', metrics);
+    app.addHook('onResponse', async (request, reply) => {
+      metrics.httpDuration.observe(
+        { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode },
+        reply.elapsedTime / 1000,
+      );
+    });
+  },
+  { name: 'bytebiota-metrics' },
+);

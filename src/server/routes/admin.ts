@@ -1,0 +1,75 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { PoolName, PoolPolicy } from '../../protocol/messages.js';
+import { HttpError } from '../http-error.js';
+import { addLogFields } from '../plugins/access-log.js';
+import { requireAuth } from '../plugins/auth.js';
+import { bearerSecurity, errorResponses } from './schemas.js';
+
+const COUNT = '^[0-9]{1,5}$';
+const FleetQuery = Type.Object({
+  limit: Type.Optional(Type.String({ pattern: COUNT, description: 'most workers to list (1-10000, default 500)' })),
+  failures: Type.Optional(Type.String({ pattern: COUNT, description: 'most recent failures to list (0-1000, default 50)' })),
+});
+
+function boundedCount(text: string | undefined, fallback: number, min: number, max: number, name: string): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (value < min || value > max) throw new HttpError(400, 'invalid_request', `${name} must be between ${min} and ${max}`);
+  return value;
+}
+
+/** The operator's view of the fleet and the per-pool switch for self-update. */
+export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/api/admin/fleet',
+    {
+      config: { auth: 'admin' },
+      schema: {
+        tags: ['admin'],
+        summary: 'Workers by channel, pool, version and state; update progress; recent failures',
+        security: bearerSecurity,
+        querystring: FleetQuery,
+        response: { 200: Type.Unknown({ description: 'the fleet view (docs/server.md)' }), ...errorResponses(400, 401, 403, 429, 503) },
+      },
+    },
+    async (request) => {
+      const workerLimit = boundedCount(request.query.limit, 500, 1, 10_000, 'limit');
+      const failureLimit = boundedCount(request.query.failures, 50, 0, 1000, 'failures');
+      const view = await app.fleet.fleetView({ workerLimit, failureLimit });
+      addLogFields(request, { event: 'fleet_view', total_workers: view.total_workers });
+      return { generated_at: app.clock.now().toISOString(), ...view };
+    },
+  );
+
+  app.put(
+    '/api/admin/pools/:pool/policy',
+    {
+      config: { auth: 'admin' },
+      schema: {
+        tags: ['admin'],
+        summary: "Turn a pool's self-update on or off",
+        security: bearerSecurity,
+        params: Type.Object({ pool: PoolName }),
+        body: PoolPolicy,
+        response: {
+          200: Type.Object({ pool: Type.String(), auto_update: Type.Boolean(), updated_at: Type.String() }),
+          ...errorResponses(400, 401, 403, 413, 415, 429, 503),
+        },
+      },
+    },
+    async (request) => {
+      const auth = requireAuth(request);
+      const { pool } = request.params;
+      const at = app.clock.now();
+      await app.fleet.setPoolPolicy(pool, request.body, { at, byTokenId: auth.tokenId });
+      // An audit line: who switched which pool, and to what.
+      request.log.info(
+        { event: 'pool_policy_changed', pool, auto_update: request.body.auto_update, token_id: auth.tokenId },
+        'pool policy changed',
+      );
+      addLogFields(request, { event: 'pool_policy_put', pool, auto_update: request.body.auto_update });
+      return { pool, auto_update: request.body.auto_update, updated_at: at.toISOString() };
+    },
+  );
+};

@@ -1,0 +1,42 @@
+import type { Clock } from '../shared/clock.js';
+import type { ReleaseStore } from '../store/release-store.js';
+import type { FleetStore } from './fleet/fleet-store.js';
+import type { ManifestCache } from './manifest-cache.js';
+import type { ServerMetrics } from './plugins/metrics.js';
+import type { TokenRole } from './tokens.js';
+
+/** Who a route admits: nobody in particular, a worker token, an admin token, or the metrics token. */
+export type RouteAuth = 'none' | 'worker' | 'admin' | 'metrics';
+
+export interface AuthContext {
+  tokenId: string;
+  role: TokenRole;
+  /** The worker pool of a worker token (never self-declared by the worker); null for admins. */
+  pool: string | null;
+}
+
+/** Settings the routes read; the wiring in main.ts fills them from the configuration. */
+export interface ServerSettings {
+  heartbeatIntervalSeconds: number;
+  /** Workers not seen for this long are left out of the fleet gauge. */
+  workerStaleAfterSeconds: number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    fleet: FleetStore;
+    releaseStore: ReleaseStore;
+    manifests: ManifestCache;
+    clock: Clock;
+    serverMetrics: ServerMetrics;
+    settings: ServerSettings;
+  }
+  interface FastifyRequest {
+    auth: AuthContext | null;
+    /** Fields for the one log line written about this request when its response is sent. */
+    logFields: Record<string, unknown> | null;
+  }
+  interface FastifyContextConfig {
+    auth?: RouteAuth;
+  }
+}

@@ -1,0 +1,184 @@
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { Command, CommanderError } from 'commander';
+import { isValidVersion } from '../protocol/version.js';
+import { systemClock } from '../shared/clock.js';
+import { CodedError, UsageError, errorMessage } from '../shared/errors.js';
+import { createLogger, type Logger } from '../shared/logger.js';
+import { buildInfo, formatVersionJson, formatVersionText, isPackagedBuild } from './build-info.js';
+import { resolveConfig, type FlagValues } from './config.js';
+import { installLayout } from './install-layout.js';
+import { installExecutable } from './installer.js';
+import { EXIT_CODES } from './policy.js';
+import { processSupervisorChannel, runWorker } from './run.js';
+import { supervise } from './supervisor.js';
+
+const execFileAsync = promisify(execFile);
+
+export interface CliIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  log?: Logger;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** The options `run` and `supervise` share (contract section 4). */
+function addRunOptions(command: Command): Command {
+  return command
+    .option('--config <file>', 'JSON config file (keys in docs/environment.md)')
+    .option('--install-root <dir>', 'install root [BYTEBIOTA_INSTALL_ROOT]')
+    .option('--server <url>', 'update server URL [BYTEBIOTA_SERVER_URL]')
+    .option('--token <token>', 'worker token [BYTEBIOTA_WORKER_TOKEN]; visible in ps when given here')
+    .option('--channel <channel>', 'release channel [BYTEBIOTA_CHANNEL] (default stable)')
+    .option('--worker-id <id>', 'worker id (default: generated once and kept in state.json)')
+    .option('--trusted-key <key>', 'release public key, base64 or PEM file (repeatable) [BYTEBIOTA_TRUSTED_KEYS]', collect)
+    .option('--trusted-key-threshold <n>', 'distinct trusted keys that must have signed a release [BYTEBIOTA_TRUSTED_KEY_THRESHOLD] (default 1)')
+    .option('--no-auto-update', 'never update automatically [AUTO_UPDATE=0]')
+    .option('--force-update', 'check for and install an update now, once, whatever the policy')
+    .option('--force-start', 'start even below the server minimum version')
+    .option('--check-interval <seconds>', 'seconds between update checks, ±20% [BYTEBIOTA_CHECK_INTERVAL] (default 3600)')
+    .option('--download-timeout <seconds>', 'seconds one artifact download may take; it resumes at the next check [BYTEBIOTA_DOWNLOAD_TIMEOUT] (default 900)')
+    .option('--metrics-port <port>', 'serve /metrics on this port [BYTEBIOTA_METRICS_PORT]')
+    .option('--metrics-host <host>', 'address for /metrics [BYTEBIOTA_METRICS_HOST] (default 127.0.0.1)')
+    .option('--ca-file <file>', 'extra CA certificates, PEM [BYTEBIOTA_CA_FILE]');
+}
+
+/** Commander's values, keeping only those given on the command line (precedence is ours). */
+function explicitFlags(command: Command): FlagValues {
+  const opts = command.opts<Record<string, unknown>>();
+  const given = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
+  const text = (name: string): string | undefined => (given(name) ? (opts[name] as string) : undefined);
+  const flags: FlagValues = {};
+  const assign = <K extends keyof FlagValues>(key: K, value: FlagValues[K] | undefined): void => {
+    if (value !== undefined) flags[key] = value;
+  };
+  assign('config', text('config'));
+  assign('installRoot', text('installRoot'));
+  assign('serverUrl', text('server'));
+  assign('token', text('token'));
+  assign('channel', text('channel'));
+  assign('workerId', text('workerId'));
+  assign('trustedKeys', given('trustedKey') ? (opts['trustedKey'] as string[]) : undefined);
+  assign('autoUpdateEnabled', given('autoUpdate') ? (opts['autoUpdate'] as boolean) : undefined);
+  assign('trustedKeyThreshold', text('trustedKeyThreshold'));
+  assign('checkIntervalS', text('checkInterval'));
+  assign('downloadTimeoutS', text('downloadTimeout'));
+  assign('metricsPort', text('metricsPort'));
+  assign('metricsHost', text('metricsHost'));
+  assign('caFile', text('caFile'));
+  assign('healthWindowS', text('healthWindow'));
+  assign('stopTimeoutS', text('stopTimeout'));
+  assign('forceUpdate', opts['forceUpdate'] === true ? true : undefined);
+  assign('forceStart', opts['forceStart'] === true ? true : undefined);
+  return flags;
+}
+
+/** The version an executable reports through `--version --json` (for `install --executable`). */
+async function executableVersion(path: string): Promise<string> {
+  let stdout: string;
+  try {
+    ({ stdout } = await execFileAsync(path, ['--version', '--json'], { timeout: 15_000 }));
+  } catch (err) {
+    throw new UsageError(`cannot run ${path} --version --json: ${errorMessage(err)}`, { cause: err });
+  }
+  let version: unknown;
+  try {
+    version = (JSON.parse(stdout) as { version?: unknown }).version;
+  } catch {
+    version = undefined;
+  }
+  if (!isValidVersion(version)) throw new UsageError(`${path} did not report a valid version through --version --json`);
+  return version;
+}
+
+/**
+ * `bytebiota-worker`: parse, run the command, and resolve to the process exit code (0 stopped,
+ * 2 usage or config, 3 refused to start, 75 restart into the staged version).
+ */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  let exitCode: number = EXIT_CODES.ok;
+  const log = (): Logger => io.log ?? createLogger({ name: 'bytebiota-worker' });
+  const program = new Command('bytebiota-worker')
+    .description('ByteBiota worker: works, updates itself safely, rolls back')
+    .option('--version', 'print version and build metadata')
+    .option('--json', 'with --version: one JSON object')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    })
+    .action((opts: { version?: boolean; json?: boolean }) => {
+      if (!opts.version) {
+        program.outputHelp({ error: true });
+        exitCode = EXIT_CODES.usage;
+        return;
+      }
+      const info = buildInfo();
+      io.stdout.write(opts.json ? formatVersionJson(info) : formatVersionText(info));
+    });
+
+  program
+    .command('install')
+    .description('install this executable as the current version')
+    .option('--install-root <dir>', 'install root [BYTEBIOTA_INSTALL_ROOT]')
+    .option('--executable <file>', 'the executable to install (default: this one, when packaged)')
+    .action(async (opts: { installRoot?: string; executable?: string }) => {
+      const root = opts.installRoot ?? io.env['BYTEBIOTA_INSTALL_ROOT'];
+      if (!root) throw new UsageError('install needs --install-root DIR or BYTEBIOTA_INSTALL_ROOT');
+      let executable: string;
+      let version: string;
+      if (opts.executable !== undefined) {
+        executable = resolve(io.cwd, opts.executable);
+        version = await executableVersion(executable);
+      } else if (isPackagedBuild()) {
+        executable = process.execPath;
+        version = buildInfo().version;
+      } else {
+        throw new UsageError('running from source: give the packaged executable to install with --executable FILE');
+      }
+      const layout = installLayout(resolve(io.cwd, root));
+      await installExecutable(layout, executable, version);
+      log().info({ event: 'worker_installed', version, install_root: layout.root }, `installed ${version} as current`);
+    });
+
+  addRunOptions(program.command('run').description('run the worker (normally started by supervise)')).action(
+    async (_opts: unknown, command: Command) => {
+      const config = await resolveConfig('run', { flags: explicitFlags(command), env: io.env, cwd: io.cwd });
+      exitCode = await runWorker(config, { log: log(), clock: systemClock, channel: processSupervisorChannel() });
+    },
+  );
+
+  addRunOptions(program.command('supervise').description('run, update, watch and roll back the worker (the service entry point)'))
+    .option('--health-window <seconds>', 'seconds a new version has to become ready [BYTEBIOTA_HEALTH_WINDOW] (default 60)')
+    .option('--stop-timeout <seconds>', 'seconds between SIGTERM and SIGKILL for the worker [BYTEBIOTA_STOP_TIMEOUT] (default 30)')
+    .action(async (_opts: unknown, command: Command) => {
+      const config = await resolveConfig('supervise', { flags: explicitFlags(command), env: io.env, cwd: io.cwd });
+      exitCode = await supervise(config, { log: log(), clock: systemClock, stdout: process.stdout, stderr: process.stderr, env: io.env });
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and the like exit 0; every parse error is a usage error.
+      return err.exitCode === 0 ? EXIT_CODES.ok : EXIT_CODES.usage;
+    }
+    if (err instanceof UsageError) {
+      io.stderr.write(`bytebiota-worker: ${err.message}\n`);
+      return EXIT_CODES.usage;
+    }
+    const code = err instanceof CodedError ? err.code : 'error';
+    log().error({ event: 'worker_fatal', code, error: errorMessage(err) }, 'worker failed');
+    io.stderr.write(`bytebiota-worker: ${errorMessage(err)}\n`);
+    return 1;
+  }
+}
+
+

@@ -1,0 +1,381 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { CHANNEL_PATTERN } from '../protocol/manifest.js';
+import { parsePublicKey, type PublicKey } from '../trust/keys.js';
+import { UsageError, errorMessage } from '../shared/errors.js';
+
+/**
+ * The worker's settings (contract section 4, plan B3.3). Each comes from, in order of
+ * precedence: a command-line flag, an environment variable, the JSON `--config` file, the
+ * default. Everything is validated up front; any mistake is a UsageError (exit code 2) that
+ * names where the bad value came from.
+ */
+export interface RunConfig {
+  installRoot: string;
+  serverUrl: string | null;
+  /** Never logged; passed to child processes by environment, never by argv. */
+  token: string | null;
+  channel: string;
+  workerId: string | null;
+  /** As given (base64 or a PEM file path), for handing on to the supervised child. */
+  trustedKeySources: string[];
+  trustedKeys: PublicKey[];
+  /** How many distinct trusted keys must have signed a manifest (contract section 1); default 1. */
+  trustedKeyThreshold: number;
+  autoUpdateEnabled: boolean;
+  /** One-shot actions: flags only, never from a file or the environment. */
+  forceUpdate: boolean;
+  forceStart: boolean;
+  checkIntervalS: number;
+  /** The whole artifact download must finish within this; a slow-drip server cannot stall updates forever. */
+  downloadTimeoutS: number;
+  metricsPort: number | null;
+  metricsHost: string;
+  caFile: string | null;
+}
+
+export interface SuperviseConfig extends RunConfig {
+  healthWindowS: number;
+  stopTimeoutS: number;
+}
+
+/** Defaults (docs/environment.md, `## Worker`). */
+export const DEFAULT_CHANNEL = 'stable';
+/** An hour, ±20% jitter: a fleet spreads its checks; heartbeats announce new releases sooner. */
+export const DEFAULT_CHECK_INTERVAL_S = 3600;
+export const DEFAULT_HEALTH_WINDOW_S = 60;
+/** Time for one download attempt; a broken-off download resumes from its partial at the next check. */
+export const DEFAULT_DOWNLOAD_TIMEOUT_S = 900;
+export const DEFAULT_STOP_TIMEOUT_S = 30;
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
+
+type Setting =
+  | 'installRoot'
+  | 'serverUrl'
+  | 'token'
+  | 'channel'
+  | 'workerId'
+  | 'trustedKeys'
+  | 'trustedKeyThreshold'
+  | 'autoUpdateEnabled'
+  | 'checkIntervalS'
+  | 'downloadTimeoutS'
+  | 'metricsPort'
+  | 'metricsHost'
+  | 'caFile'
+  | 'healthWindowS'
+  | 'stopTimeoutS';
+
+interface SettingSpec {
+  flag: string;
+  env: string;
+  fileKey: string;
+  superviseOnly?: boolean;
+}
+
+export const SETTINGS: Record<Setting, SettingSpec> = {
+  installRoot: { flag: '--install-root', env: 'BYTEBIOTA_INSTALL_ROOT', fileKey: 'install_root' },
+  serverUrl: { flag: '--server', env: 'BYTEBIOTA_SERVER_URL', fileKey: 'server_url' },
+  token: { flag: '--token', env: 'BYTEBIOTA_WORKER_TOKEN', fileKey: 'token' },
+  channel: { flag: '--channel', env: 'BYTEBIOTA_CHANNEL', fileKey: 'auto_update_channel' },
+  workerId: { flag: '--worker-id', env: 'BYTEBIOTA_WORKER_ID', fileKey: 'worker_id' },
+  trustedKeys: { flag: '--trusted-key', env: 'BYTEBIOTA_TRUSTED_KEYS', fileKey: 'trusted_keys' },
+  trustedKeyThreshold: { flag: '--trusted-key-threshold', env: 'BYTEBIOTA_TRUSTED_KEY_THRESHOLD', fileKey: 'trusted_key_threshold' },
+  autoUpdateEnabled: { flag: '--no-auto-update', env: 'AUTO_UPDATE', fileKey: 'auto_update_enabled' },
+  checkIntervalS: { flag: '--check-interval', env: 'BYTEBIOTA_CHECK_INTERVAL', fileKey: 'check_interval_s' },
+  downloadTimeoutS: { flag: '--download-timeout', env: 'BYTEBIOTA_DOWNLOAD_TIMEOUT', fileKey: 'download_timeout_s' },
+  metricsPort: { flag: '--metrics-port', env: 'BYTEBIOTA_METRICS_PORT', fileKey: 'metrics_port' },
+  metricsHost: { flag: '--metrics-host', env: 'BYTEBIOTA_METRICS_HOST', fileKey: 'metrics_host' },
+  caFile: { flag: '--ca-file', env: 'BYTEBIOTA_CA_FILE', fileKey: 'ca_file' },
+  healthWindowS: { flag: '--health-window', env: 'BYTEBIOTA_HEALTH_WINDOW', fileKey: 'health_window_s', superviseOnly: true },
+  stopTimeoutS: { flag: '--stop-timeout', env: 'BYTEBIOTA_STOP_TIMEOUT', fileKey: 'stop_timeout_s', superviseOnly: true },
+};
+
+export const CONFIG_FILE_ENV = 'BYTEBIOTA_WORKER_CONFIG';
+
+/** Values as the command line gave them (commander's parsed options, explicit ones only). */
+export interface FlagValues {
+  config?: string;
+  installRoot?: string;
+  serverUrl?: string;
+  token?: string;
+  channel?: string;
+  workerId?: string;
+  trustedKeys?: string[];
+  trustedKeyThreshold?: string;
+  autoUpdateEnabled?: boolean;
+  checkIntervalS?: string;
+  downloadTimeoutS?: string;
+  metricsPort?: string;
+  metricsHost?: string;
+  caFile?: string;
+  healthWindowS?: string;
+  stopTimeoutS?: string;
+  forceUpdate?: boolean;
+  forceStart?: boolean;
+}
+
+export interface ConfigSources {
+  flags: FlagValues;
+  env: NodeJS.ProcessEnv;
+  /** Where relative paths from flags and env resolve. */
+  cwd: string;
+  readFile?: (path: string) => Promise<string>;
+}
+
+/** One raw value and where it came from, for error messages and relative-path resolution. */
+interface Raw {
+  value: unknown;
+  source: string;
+  baseDir: string;
+}
+
+const WORKER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+const CHANNEL_REGEXP = new RegExp(CHANNEL_PATTERN);
+const BASE64_RAW_KEY = /^[A-Za-z0-9+/]{43}=$/;
+
+function fail(raw: Raw, expected: string): never {
+  throw new UsageError(`${raw.source}: expected ${expected}, got ${JSON.stringify(raw.value)}`);
+}
+
+function asString(raw: Raw): string {
+  if (typeof raw.value !== 'string' || raw.value.trim() === '') fail(raw, 'a non-empty string');
+  return raw.value.trim();
+}
+
+function asPath(raw: Raw): string {
+  const text = asString(raw);
+  return isAbsolute(text) ? text : resolve(raw.baseDir, text);
+}
+
+function asNumber(raw: Raw, options: { min: number; max: number; integer: boolean }, unit: string): number {
+  const value = typeof raw.value === 'string' && raw.value.trim() !== '' ? Number(raw.value) : raw.value;
+  const kind = options.integer ? 'a whole number' : 'a number';
+  if (typeof value !== 'number' || !Number.isFinite(value) || (options.integer && !Number.isInteger(value))) {
+    fail(raw, `${kind} of ${unit} from ${options.min} to ${options.max}`);
+  }
+  if (value < options.min || value > options.max) fail(raw, `${kind} of ${unit} from ${options.min} to ${options.max}`);
+  return value;
+}
+
+function asBoolean(raw: Raw): boolean {
+  if (typeof raw.value === 'boolean') return raw.value;
+  if (typeof raw.value === 'string') {
+    const text = raw.value.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(text)) return true;
+    if (['0', 'false', 'no', 'off'].includes(text)) return false;
+  }
+  return fail(raw, 'true or false (1/0, yes/no, on/off)');
+}
+
+function asServerUrl(raw: Raw): string {
+  const text = asString(raw);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return fail(raw, 'an absolute http:// or https:// URL');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') fail(raw, 'an absolute http:// or https:// URL');
+  if (url.username || url.password) fail(raw, 'a URL without credentials (give the token separately)');
+  return url.toString();
+}
+
+function asKeyList(raw: Raw): string[] {
+  const list = typeof raw.value === 'string' ? raw.value.split(',') : raw.value;
+  if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) fail(raw, 'a list of keys');
+  return (list as string[])
+    .map((item) => item.trim())
+    .filter((item) => item !== '')
+    .map((item) => (BASE64_RAW_KEY.test(item) || isAbsolute(item) ? item : resolve(raw.baseDir, item)));
+}
+
+async function loadTrustedKey(source: string, origin: string, read: (path: string) => Promise<string>): Promise<PublicKey> {
+  // Contract section 1: base64 of the raw 32 bytes, or a PEM file path.
+  let text = source;
+  if (!BASE64_RAW_KEY.test(source)) {
+    try {
+      text = await read(source);
+    } catch (err) {
+      throw new UsageError(`${origin}: ${JSON.stringify(source)} is neither a base64 Ed25519 public key nor a readable PEM file (${errorMessage(err)})`);
+    }
+  }
+  try {
+    return parsePublicKey(text);
+  } catch (err) {
+    throw new UsageError(`${origin}: ${JSON.stringify(source)} is not a usable Ed25519 public key: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+async function readConfigFile(path: string, read: (path: string) => Promise<string>): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await read(path);
+  } catch (err) {
+    throw new UsageError(`cannot read config file ${path}: ${errorMessage(err)}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`config file ${path} is not valid JSON: ${errorMessage(err)}`, { cause: err });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError(`config file ${path} must hold one JSON object`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** Resolve and validate the settings of `run` or `supervise`. */
+export async function resolveConfig(command: 'run', sources: ConfigSources): Promise<RunConfig>;
+export async function resolveConfig(command: 'supervise', sources: ConfigSources): Promise<SuperviseConfig>;
+export async function resolveConfig(command: 'run' | 'supervise', sources: ConfigSources): Promise<RunConfig | SuperviseConfig> {
+  const read = sources.readFile ?? ((path: string) => readFile(path, 'utf8'));
+  const { flags, env, cwd } = sources;
+
+  const configPath = flags.config ?? env[CONFIG_FILE_ENV];
+  let file: Record<string, unknown> = {};
+  let fileDir = cwd;
+  let fileName = '';
+  if (configPath !== undefined && configPath !== '') {
+    fileName = resolve(cwd, configPath);
+    fileDir = dirname(fileName);
+    file = await readConfigFile(fileName, read);
+    // A misspelt key would otherwise be silently ignored and its default used.
+    const known = new Set(
+      Object.values(SETTINGS)
+        .filter((spec) => command === 'supervise' || !spec.superviseOnly)
+        .map((spec) => spec.fileKey),
+    );
+    for (const key of Object.keys(file)) {
+      if (!known.has(key)) {
+        throw new UsageError(`config file ${fileName}: unknown key ${JSON.stringify(key)}; known keys: ${[...known].sort().join(', ')}`);
+      }
+    }
+  }
+
+  /** The highest-precedence raw value of a setting, or undefined for its default. */
+  function pick(setting: Setting): Raw | undefined {
+    const spec = SETTINGS[setting];
+    const flagValue = flags[setting as keyof FlagValues];
+    if (flagValue !== undefined) return { value: flagValue, source: spec.flag, baseDir: cwd };
+    const envValue = env[spec.env];
+    if (envValue !== undefined && envValue !== '') return { value: envValue, source: `environment variable ${spec.env}`, baseDir: cwd };
+    if (spec.fileKey in file) return { value: file[spec.fileKey], source: `config file ${fileName}: ${spec.fileKey}`, baseDir: fileDir };
+    return undefined;
+  }
+  function optional<T>(setting: Setting, parse: (raw: Raw) => T): T | null {
+    const raw = pick(setting);
+    return raw === undefined ? null : parse(raw);
+  }
+
+  const installRootRaw = pick('installRoot');
+  if (installRootRaw === undefined) {
+    throw new UsageError(`${command} needs an install root: --install-root DIR or ${SETTINGS.installRoot.env}`);
+  }
+  const installRoot = asPath(installRootRaw);
+  const serverUrl = optional('serverUrl', asServerUrl);
+  const token = optional('token', asString);
+  const channel = optional('channel', (raw) => {
+    const text = asString(raw);
+    if (!CHANNEL_REGEXP.test(text)) fail(raw, `a channel name matching ${CHANNEL_PATTERN}`);
+    return text;
+  }) ?? DEFAULT_CHANNEL;
+  const workerId = optional('workerId', (raw) => {
+    const text = asString(raw);
+    if (!WORKER_ID_PATTERN.test(text)) fail(raw, 'a worker id of letters, digits and . _ : - (at most 128)');
+    return text;
+  });
+  const keysRaw = pick('trustedKeys');
+  const trustedKeySources = keysRaw === undefined ? [] : asKeyList(keysRaw);
+  const trustedKeys: PublicKey[] = [];
+  for (const source of trustedKeySources) {
+    trustedKeys.push(await loadTrustedKey(source, keysRaw?.source ?? SETTINGS.trustedKeys.flag, read));
+  }
+  const thresholdRaw = pick('trustedKeyThreshold');
+  const trustedKeyThreshold = thresholdRaw === undefined ? 1 : asNumber(thresholdRaw, { min: 1, max: 64, integer: true }, 'keys');
+  const distinctTrustedKeys = new Set(trustedKeys.map((key) => key.keyid)).size;
+  // A threshold above the number of distinct keys could never be met: every update would fail.
+  if (thresholdRaw !== undefined && trustedKeyThreshold > distinctTrustedKeys) {
+    fail(thresholdRaw, `at most the number of distinct trusted keys (${distinctTrustedKeys})`);
+  }
+  const autoUpdateEnabled = optional('autoUpdateEnabled', asBoolean) ?? true;
+  const checkIntervalS =
+    optional('checkIntervalS', (raw) => asNumber(raw, { min: 1, max: 7 * 24 * 3600, integer: true }, 'seconds')) ??
+    DEFAULT_CHECK_INTERVAL_S;
+  const downloadTimeoutS =
+    optional('downloadTimeoutS', (raw) => asNumber(raw, { min: 1, max: 7 * 24 * 3600, integer: true }, 'seconds')) ??
+    DEFAULT_DOWNLOAD_TIMEOUT_S;
+  const metricsPort = optional('metricsPort', (raw) => asNumber(raw, { min: 0, max: 65535, integer: true }, 'a TCP port'));
+  const metricsHost = optional('metricsHost', asString) ?? DEFAULT_METRICS_HOST;
+  const caFile = optional('caFile', asPath);
+  const forceUpdate = flags.forceUpdate === true;
+  const forceStart = flags.forceStart === true;
+
+  if (serverUrl !== null && token === null) {
+    throw new UsageError(`a server URL needs a worker token: ${SETTINGS.token.env} (preferred: not visible in ps), the config file's "token", or --token`);
+  }
+  // Fail closed (contract section 1): without trust there is nothing to check a release against.
+  if (forceUpdate && trustedKeys.length === 0) {
+    throw new UsageError('--force-update needs at least one --trusted-key: a release cannot be installed without verifying its signature');
+  }
+  if (forceUpdate && serverUrl === null) {
+    throw new UsageError(`--force-update needs a server: --server URL or ${SETTINGS.serverUrl.env}`);
+  }
+
+  const runConfig: RunConfig = {
+    installRoot,
+    serverUrl,
+    token,
+    channel,
+    workerId,
+    trustedKeySources,
+    trustedKeys,
+    trustedKeyThreshold,
+    autoUpdateEnabled,
+    forceUpdate,
+    forceStart,
+    checkIntervalS,
+    downloadTimeoutS,
+    metricsPort,
+    metricsHost,
+    caFile,
+  };
+  if (command === 'run') return runConfig;
+  return {
+    ...runConfig,
+    healthWindowS:
+      optional('healthWindowS', (raw) => asNumber(raw, { min: 0.1, max: 24 * 3600, integer: false }, 'seconds')) ??
+      DEFAULT_HEALTH_WINDOW_S,
+    stopTimeoutS:
+      optional('stopTimeoutS', (raw) => asNumber(raw, { min: 0.1, max: 3600, integer: false }, 'seconds')) ??
+      DEFAULT_STOP_TIMEOUT_S,
+  };
+}
+
+/**
+ * The `run` command line and environment a supervisor gives its child, carrying its own resolved
+ * settings. The token travels in the environment only, so it never shows in `ps`. The worker's
+ * own variables and the config file are taken out of the inherited environment: the flags carry
+ * every setting, and the child must not bind the supervisor's metrics port.
+ */
+export function childRunInvocation(
+  config: RunConfig,
+  options: { forceUpdate: boolean; baseEnv: NodeJS.ProcessEnv },
+): { args: string[]; env: NodeJS.ProcessEnv } {
+  const args = ['run', '--install-root', config.installRoot, '--channel', config.channel, '--check-interval', String(config.checkIntervalS)];
+  if (config.serverUrl !== null) args.push('--server', config.serverUrl);
+  if (config.workerId !== null) args.push('--worker-id', config.workerId);
+  for (const key of config.trustedKeySources) args.push('--trusted-key', key);
+  if (config.trustedKeySources.length > 0) args.push('--trusted-key-threshold', String(config.trustedKeyThreshold));
+  args.push('--download-timeout', String(config.downloadTimeoutS));
+  if (!config.autoUpdateEnabled) args.push('--no-auto-update');
+  if (config.caFile !== null) args.push('--ca-file', config.caFile);
+  if (options.forceUpdate) args.push('--force-update');
+  if (config.forceStart) args.push('--force-start');
+  const env: NodeJS.ProcessEnv = { ...options.baseEnv };
+  for (const spec of Object.values(SETTINGS)) delete env[spec.env];
+  delete env[CONFIG_FILE_ENV];
+  if (config.token !== null) env[SETTINGS.token.env] = config.token;
+  return { args, env };
+}

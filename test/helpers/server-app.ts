@@ -1,0 +1,91 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApp, type AppDeps } from '../../src/server/app.js';
+import { SqliteFleetStore } from '../../src/server/fleet/sqlite-fleet-store.js';
+import { generateToken, type TokenRole } from '../../src/server/tokens.js';
+import { fixedClock } from '../../src/shared/clock.js';
+import { createLogger } from '../../src/shared/logger.js';
+import { FolderStore } from '../../src/store/folder-store.js';
+import { makeReleaseKey, SERVER_FIXTURE_NOW, type ReleaseKey } from './server-fixtures.js';
+
+/** A real app (real SQLite, real folder store, real logger) for `app.inject` and listening tests. */
+export interface TestServer {
+  app: FastifyInstance;
+  dir: string;
+  storeDir: string;
+  dbPath: string;
+  fleet: SqliteFleetStore;
+  key: ReleaseKey;
+  clock: ReturnType<typeof fixedClock>;
+  tokens: { canary: string; stable: string; admin: string; canaryId: string };
+  /** Every log line written so far, parsed. */
+  logs(): Array<Record<string, unknown>>;
+  /** Make and store another token. */
+  addToken(role: TokenRole, pool: string | null): Promise<{ id: string; token: string }>;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(overrides: Partial<AppDeps> = {}): Promise<TestServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'bytebiota-server-'));
+  const storeDir = join(dir, 'store');
+  await mkdir(storeDir);
+  const dbPath = join(dir, 'fleet.sqlite');
+  const fleet = new SqliteFleetStore(dbPath);
+  const key = makeReleaseKey();
+  const clock = fixedClock(SERVER_FIXTURE_NOW);
+  const lines: string[] = [];
+  const logger = createLogger({ name: 'bytebiota-server', level: 'info', destination: { write: (line: string) => lines.push(line) } });
+
+  const addToken = async (role: TokenRole, pool: string | null) => {
+    const made = generateToken();
+    await fleet.createToken({
+      id: made.id,
+      role,
+      pool,
+      secretSha256: made.secretSha256,
+      label: null,
+      createdAt: SERVER_FIXTURE_NOW,
+      revokedAt: null,
+    });
+    return { id: made.id, token: made.token };
+  };
+  const canary = await addToken('worker', 'canary');
+  const stable = await addToken('worker', 'stable');
+  const admin = await addToken('admin', null);
+
+  const app = await buildApp({
+    store: new FolderStore(storeDir),
+    fleet,
+    releaseKeys: [key.publicKey],
+    releaseKeyThreshold: 1,
+    cacheTtlSeconds: 300,
+    heartbeatIntervalSeconds: 30,
+    clock,
+    logger,
+    rateLimit: { max: 100_000, windowSeconds: 60 },
+    ...overrides,
+  });
+  return {
+    app,
+    dir,
+    storeDir,
+    dbPath,
+    fleet,
+    key,
+    clock,
+    tokens: { canary: canary.token, stable: stable.token, admin: admin.token, canaryId: canary.id },
+    logs: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>),
+    addToken,
+    close: async () => {
+      await app.close();
+      await fleet.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function bearer(token: string): { authorization: string } {
+  return { authorization: `Bearer ${token}` };
+}

@@ -1,0 +1,193 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { installLayout, type InstallLayout } from '../../src/worker/install-layout.js';
+import { sha256OfFile, stageVersion, switchCurrent } from '../../src/worker/installer.js';
+import { loadState, updateState } from '../../src/worker/state.js';
+
+/**
+ * Stand-in worker executables for supervisor tests: node scripts that answer `--version --json`
+ * (so the real installer's self-test accepts them) and then behave one way under `run`:
+ * - ready: say ready over IPC and work until SIGTERM or the supervisor goes away; whenever
+ *   `<root>/fixture-restart-request` appears, delete it and exit 75 (a staged update)
+ * - exit-at-start: exit 1 at once
+ * - never-ready: run without ever saying ready
+ * Each run appends `{version, pid, args, token}` to `<root>/fixture-runs.log`.
+ */
+export type FixtureBehaviour = 'ready' | 'exit-at-start' | 'never-ready';
+
+export const RESTART_REQUEST_FILE = 'fixture-restart-request';
+export const RUNS_LOG_FILE = 'fixture-runs.log';
+
+function fixtureSource(version: string, behaviour: FixtureBehaviour): string {
+  return `#!${process.execPath}
+const { appendFileSync, existsSync, rmSync } = require('node:fs');
+const { join } = require('node:path');
+const args = process.argv.slice(2);
+if (args[0] === '--version') {
+  process.stdout.write(JSON.stringify({ version: ${JSON.stringify(version)}, commit: 'fixture', built_at: '2026-01-01T00:00:00.000Z', platform: process.platform + '-' + process.arch }) + '\\n');
+  process.exit(0);
+}
+const root = args[args.indexOf('--install-root') + 1];
+appendFileSync(join(root, ${JSON.stringify(RUNS_LOG_FILE)}), JSON.stringify({ version: ${JSON.stringify(version)}, pid: process.pid, args, token: process.env.BYTEBIOTA_WORKER_TOKEN ?? null }) + '\\n');
+console.log(JSON.stringify({ event: 'fixture_started', version: ${JSON.stringify(version)} }));
+const behaviour = ${JSON.stringify(behaviour)};
+if (behaviour === 'exit-at-start') {
+  console.error('fixture ${version}: crashing on start');
+  process.exit(1);
+}
+const request = join(root, ${JSON.stringify(RESTART_REQUEST_FILE)});
+// Between "units", a ready fixture looks for a restart request, as run does for a staged update.
+const keepAlive = setInterval(() => {
+  if (behaviour === 'ready' && existsSync(request)) {
+    rmSync(request);
+    process.exit(75);
+  }
+}, 50);
+const stop = () => { clearInterval(keepAlive); process.exit(0); };
+process.on('SIGTERM', stop);
+process.on('disconnect', stop);
+if (behaviour === 'ready' && process.send) process.send({ type: 'ready', version: ${JSON.stringify(version)} });
+`;
+}
+
+export interface FixtureRoot {
+  root: string;
+  layout: InstallLayout;
+  /** Install a fixture as versions/<version>, through the real installer (self-test included). */
+  install(version: string, behaviour: FixtureBehaviour): Promise<void>;
+  makeCurrent(version: string): Promise<void>;
+  /** What `run` records after it staged a version: the supervisor acts on it at exit 75. */
+  stage(toVersion: string, fromVersion: string): Promise<string>;
+  requestRestart(): Promise<void>;
+  runs(): Promise<{ version: string; pid: number; args: string[]; token: string | null }[]>;
+  remove(): Promise<void>;
+}
+
+export async function makeFixtureRoot(): Promise<FixtureRoot> {
+  const root = await mkdtemp(join(tmpdir(), 'bytebiota-worker-fixture-'));
+  const layout = installLayout(root);
+  const sources = join(root, 'fixture-sources');
+  return {
+    root,
+    layout,
+    async install(version, behaviour) {
+      await mkdir(sources, { recursive: true });
+      const source = join(sources, `${version}.js`);
+      await writeFile(source, fixtureSource(version, behaviour));
+      await chmod(source, 0o755);
+      const { sha256, size } = await sha256OfFile(source);
+      await stageVersion({ layout, sourcePath: source, version, sha256, size });
+    },
+    async makeCurrent(version) {
+      await switchCurrent(layout, version);
+    },
+    async stage(toVersion, fromVersion) {
+      const correlationId = randomUUID();
+      await loadState(layout, randomUUID);
+      await updateState(layout, (state) => {
+        state.pending_switch = { to_version: toVersion, from_version: fromVersion, correlation_id: correlationId, channel: 'stable' };
+      });
+      return correlationId;
+    },
+    async requestRestart() {
+      await writeFile(join(root, RESTART_REQUEST_FILE), '');
+    },
+    async runs() {
+      try {
+        return (await readFile(join(root, RUNS_LOG_FILE), 'utf8'))
+          .split('\n')
+          .filter((line) => line !== '')
+          .map((line) => JSON.parse(line) as { version: string; pid: number; args: string[]; token: string | null });
+      } catch {
+        return [];
+      }
+    },
+    async remove() {
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A program spawned from source, with its JSON log lines collected as they arrive. */
+export interface SpawnedProgram {
+  child: ChildProcess;
+  lines: Record<string, unknown>[];
+  stderr(): string;
+  /** The first log line matching, waiting up to timeoutMs for it. */
+  waitForLine(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export function spawnWorkerCli(args: string[], env: NodeJS.ProcessEnv = {}): SpawnedProgram {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker/main.ts', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+  });
+  const lines: Record<string, unknown>[] = [];
+  const waiters: { match: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }[] = [];
+  let buffered = '';
+  let stderrText = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    buffered += chunk;
+    for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
+      const text = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      lines.push(line);
+      for (const waiter of [...waiters]) {
+        if (waiter.match(line)) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve(line);
+        }
+      }
+    }
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderrText += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    lines,
+    stderr: () => stderrText,
+    exited,
+    kill: (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+    waitForLine(match, timeoutMs = 20_000) {
+      const seen = lines.find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          reject(new Error(`no matching log line within ${timeoutMs} ms; stderr: ${stderrText}\nlines: ${lines.map((l) => JSON.stringify(l)).join('\n')}`));
+        }, timeoutMs);
+        waiters.push({
+          match,
+          resolve: (line) => {
+            clearTimeout(timer);
+            resolve(line);
+          },
+        });
+        void exited.then(() => {
+          setTimeout(() => {
+            clearTimeout(timer);
+            reject(new Error(`exited before a matching log line; stderr: ${stderrText}\nlines: ${lines.map((l) => JSON.stringify(l)).join('\n')}`));
+          }, 50);
+        });
+      });
+    },
+  };
+}
+
+export function eventIs(name: string): (line: Record<string, unknown>) => boolean {
+  return (line) => line['event'] === name;
+}

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { makeReleaseKey, publishRelease, releaseFor } from '../helpers/server-fixtures.js';
+import { createTokenWithCli, runServerCommand, startServerProcess, type RunningServer } from '../helpers/server-process.js';
+
+describe('bytebiota-server command line', () => {
+  let dir: string;
+  let db: string;
+  let storeDir: string;
+  const key = makeReleaseKey();
+  const running: RunningServer[] = [];
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bytebiota-cli-'));
+    db = join(dir, 'fleet.sqlite');
+    storeDir = join(dir, 'store');
+    await mkdir(storeDir);
+  });
+  after(async () => {
+    for (const server of running) if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('token create / list / revoke; the created token works until revoked', async () => {
+    const workerToken = await createTokenWithCli(db, 'worker', 'canary');
+    assert.match(workerToken, /^bbt_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
+    const adminToken = await createTokenWithCli(db, 'admin');
+    const id = workerToken.split('_')[1]!;
+
+    const list = await runServerCommand(['token', 'list', '--db', db, '--json']);
+    assert.equal(list.code, 0);
+    const rows = list.stdout.trim().split('\n').map((line) => JSON.parse(line) as { id: string; role: string; pool: string | null });
+    assert.deepEqual(rows.map((r) => [r.role, r.pool]).sort(), [['admin', null], ['worker', 'canary']]);
+    assert.equal(list.stdout.includes(workerToken.split('_')[2]!), false, 'no secret in the listing');
+
+    await publishRelease(storeDir, releaseFor({ released_at: '2026-01-01T00:00:00Z', expires: '2099-01-01T00:00:00Z' }), [key]);
+    const server = await startServerProcess(['--store', storeDir, '--db', db, '--release-key', key.publicKeyBase64]);
+    running.push(server);
+    const latest = `${server.url}/api/worker-updates/latest?channel=stable`;
+    assert.equal((await fetch(latest, { headers: { authorization: `Bearer ${workerToken}` } })).status, 200);
+    assert.equal((await fetch(`${server.url}/api/admin/fleet`, { headers: { authorization: `Bearer ${adminToken}` } })).status, 200);
+
+    const revoke = await runServerCommand(['token', 'revoke', '--db', db, id]);
+    assert.equal(revoke.code, 0, revoke.stderr);
+    assert.equal((await fetch(latest, { headers: { authorization: `Bearer ${workerToken}` } })).status, 401);
+    const again = await runServerCommand(['token', 'revoke', '--db', db, id]);
+    assert.equal(again.code, 2);
+
+    // The token never appears in the server's logs.
+    assert.equal(JSON.stringify(server.lines).includes(workerToken.split('_')[2]!), false);
+    server.child.kill('SIGINT');
+    const [code] = await server.exited;
+    assert.equal(code, 0);
+  });
+
+  test('bad commands and configuration exit 2 with a message', async () => {
+    const configFile = join(dir, 'server.json');
+    await writeFile(configFile, JSON.stringify({ store: storeDir, db, release_keys: [key.publicKeyBase64], port: 'x' }));
+    const cases: Array<{ name: string; args: string[]; env?: Record<string, string>; stderr: RegExp }> = [
+      { name: 'worker token without pool', args: ['token', 'create', '--db', db, '--role', 'worker'], stderr: /--pool/ },
+      { name: 'unknown role', args: ['token', 'create', '--db', db, '--role', 'root'], stderr: /--role/ },
+      { name: 'token without db', args: ['token', 'list'], stderr: /--db/ },
+      { name: 'bad port', args: ['serve', '--port', '123456', '--store', storeDir, '--db', db, '--release-key', key.publicKeyBase64], stderr: /--port/ },
+      { name: 'unreadable store', args: ['--store', join(dir, 'missing'), '--db', db, '--release-key', key.publicKeyBase64], stderr: /not reachable/ },
+      { name: 'unknown key format', args: ['--store', storeDir, '--db', db, '--release-key', 'AAAA'], stderr: /release key/ },
+      { name: 'missing release key', args: ['--store', storeDir, '--db', db], stderr: /release-key/ },
+      { name: 'postgres', args: ['--store', storeDir, '--db', 'postgres://localhost/x', '--release-key', key.publicKeyBase64], stderr: /not supported yet/ },
+      { name: 'bad config file value', args: ['--config', configFile], stderr: /port/ },
+      { name: 'bad env value', args: ['--store', storeDir, '--db', db, '--release-key', key.publicKeyBase64], env: { BYTEBIOTA_CACHE_TTL: 'soon' }, stderr: /BYTEBIOTA_CACHE_TTL/ },
+      { name: 'unknown flag', args: ['--bogus'], stderr: /unknown option/ },
+    ];
+    for (const c of cases) {
+      const result = await runServerCommand(c.args, c.env);
+      assert.equal(result.code, 2, `${c.name}: ${result.stderr}`);
+      assert.match(result.stderr, c.stderr, c.name);
+    }
+  });
+
+  test('the environment and a config file configure serve', async () => {
+    const configFile = join(dir, 'env-server.json');
+    await writeFile(configFile, JSON.stringify({ db, release_keys: [key.publicKeyBase64], heartbeat_interval: 7 }));
+    const server = await startServerProcess(['--config', configFile], { BYTEBIOTA_STORE: storeDir });
+    running.push(server);
+    const token = await createTokenWithCli(db, 'worker', 'envpool');
+    const res = await fetch(`${server.url}/api/workers/register`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ worker_id: 'w-env', current_version: '1.0.0', platform: 'linux-x64', channel: 'stable' }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as { heartbeat_interval_s: number }).heartbeat_interval_s, 7);
+    server.child.kill('SIGTERM');
+    assert.equal((await server.exited)[0], 0);
+  });
+});

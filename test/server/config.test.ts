@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { resolveServeConfig } from '../../src/server/config.js';
+import { loadReleaseKeys } from '../../src/server/release-keys.js';
+import { UsageError } from '../../src/shared/errors.js';
+import { makeReleaseKey } from '../helpers/server-fixtures.js';
+
+describe('serve configuration', () => {
+  let dir: string;
+  const key = makeReleaseKey();
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bytebiota-config-'));
+  });
+  after(async () => rm(dir, { recursive: true, force: true }));
+
+  test('precedence: flags beat environment, which beats the config file, which beats defaults', async () => {
+    const file = join(dir, 'server.json');
+    await writeFile(file, JSON.stringify({ port: 7000, host: '0.0.0.0', store: '/srv/file-store', db: 'file.db', release_keys: [key.publicKeyBase64], cache_ttl: 20 }));
+    const config = resolveServeConfig(
+      { config: file, port: '9000' },
+      { BYTEBIOTA_PORT: '8000', BYTEBIOTA_HOST: '10.0.0.1', BYTEBIOTA_CACHE_TTL: '' },
+    );
+    assert.equal(config.port, 9000);
+    assert.equal(config.host, '10.0.0.1');
+    assert.equal(config.store, '/srv/file-store');
+    assert.equal(config.cacheTtlSeconds, 20);
+    assert.equal(config.heartbeatIntervalSeconds, 30);
+    assert.equal(config.releaseKeyThreshold, 1);
+    assert.deepEqual(config.releaseKeys, [key.publicKeyBase64]);
+
+    const fromEnv = resolveServeConfig({}, { BYTEBIOTA_STORE: 's', BYTEBIOTA_DB: 'd', BYTEBIOTA_RELEASE_KEYS: `${key.publicKeyBase64}, /keys/second.pub` });
+    assert.deepEqual(fromEnv.releaseKeys, [key.publicKeyBase64, '/keys/second.pub']);
+    assert.equal(fromEnv.cacheTtlSeconds, 300);
+    assert.equal(fromEnv.port, 8080);
+  });
+
+  test('bad values are usage errors naming the setting', async () => {
+    const base = { store: 's', db: 'd', releaseKey: [key.publicKeyBase64] };
+    const unknownKeyFile = join(dir, 'unknown.json');
+    await writeFile(unknownKeyFile, JSON.stringify({ prot: 1 }));
+    const notJson = join(dir, 'bad.json');
+    await writeFile(notJson, '{');
+    const cases: Array<{ name: string; flags: Record<string, string | string[]>; env?: Record<string, string>; message: RegExp }> = [
+      { name: 'port too high', flags: { ...base, port: '70000' }, message: /--port/ },
+      { name: 'port not a number', flags: { ...base, port: 'eighty' }, message: /--port/ },
+      { name: 'env port', flags: base, env: { BYTEBIOTA_PORT: '-1' }, message: /BYTEBIOTA_PORT/ },
+      { name: 'no store', flags: { db: 'd', releaseKey: [key.publicKeyBase64] }, message: /--store is required/ },
+      { name: 'no db', flags: { store: 's', releaseKey: [key.publicKeyBase64] }, message: /--db is required/ },
+      { name: 'no release key', flags: { store: 's', db: 'd' }, message: /release-key/ },
+      { name: 'bad log level', flags: { ...base, logLevel: 'loud' }, message: /log level/ },
+      { name: 'unknown config key', flags: { ...base, config: unknownKeyFile }, message: /unknown key "prot"/ },
+      { name: 'config not JSON', flags: { ...base, config: notJson }, message: /not valid JSON/ },
+      { name: 'config missing', flags: { ...base, config: join(dir, 'nope.json') }, message: /cannot read config file/ },
+      { name: 'zero threshold', flags: { ...base, releaseKeyThreshold: '0' }, message: /--release-key-threshold/ },
+    ];
+    for (const c of cases) {
+      assert.throws(
+        () => resolveServeConfig(c.flags, c.env ?? {}),
+        (err: unknown) => err instanceof UsageError && err.code === 'usage' && c.message.test(err.message),
+        c.name,
+      );
+    }
+  });
+
+  test('release keys: base64, a .pub file, a PEM file; bad keys and impossible thresholds are refused', async () => {
+    const pubFile = join(dir, 'release.pub');
+    await writeFile(pubFile, `${key.publicKeyBase64}\n`);
+    const pemFile = join(dir, 'release.pem');
+    await writeFile(pemFile, key.publicKey.key.export({ format: 'pem', type: 'spki' }).toString());
+    const loaded = loadReleaseKeys([key.publicKeyBase64, pubFile, pemFile], 1);
+    assert.deepEqual(loaded.map((k) => k.keyid), [key.publicKey.keyid, key.publicKey.keyid, key.publicKey.keyid]);
+
+    const garbageFile = join(dir, 'garbage.pub');
+    await writeFile(garbageFile, 'not a key');
+    for (const [values, threshold] of [
+      [[join(dir, 'missing.pub')], 1],
+      [[garbageFile], 1],
+      [[key.privateKeyPem], 1],
+      [[key.publicKeyBase64, pubFile], 2],
+    ] as Array<[string[], number]>) {
+      assert.throws(() => loadReleaseKeys(values, threshold), (err: unknown) => err instanceof UsageError && err.code === 'usage');
+    }
+  });
+});

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { Agent } from 'undici';
+import { createTokenWithCli, startServerProcess, type RunningServer } from '../helpers/server-process.js';
+import { makeReleaseKey } from '../helpers/server-fixtures.js';
+
+describe('reports are not lost when the server is killed', () => {
+  let dir: string;
+  const running: RunningServer[] = [];
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bytebiota-durability-'));
+    await mkdir(join(dir, 'store'));
+  });
+  after(async () => {
+    for (const server of running) if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('every report answered 202 before a SIGKILL is in the database after a restart', async () => {
+    const db = join(dir, 'fleet.sqlite');
+    const token = await createTokenWithCli(db, 'worker', 'canary');
+    const args = ['--store', join(dir, 'store'), '--db', db, '--release-key', makeReleaseKey().publicKeyBase64];
+    const first = await startServerProcess(args);
+    running.push(first);
+
+    const dispatcher = new Agent({ connections: 32 });
+    const accepted = new Set<string>();
+    let sent = 0;
+    let killed = false;
+    const sender = async (lane: number) => {
+      for (let i = 0; !killed || i < 1; i += 1) {
+        const id = `lane${lane}-${i}`;
+        sent += 1;
+        try {
+          const res = await fetch(`${first.url}/api/worker-updates/report`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+            body: JSON.stringify({
+              worker_id: `w-${lane}`,
+              event: 'attempt',
+              from_version: '1.0.0',
+              to_version: '1.1.0',
+              channel: 'stable',
+              platform: 'linux-x64',
+              correlation_id: id,
+            }),
+            // @ts-expect-error undici's dispatcher option is accepted by Node's fetch
+            dispatcher,
+          });
+          if (res.status === 202) accepted.add(id);
+          await res.arrayBuffer();
+        } catch {
+          if (killed) return;
+        }
+      }
+    };
+    const lanes = Array.from({ length: 32 }, (_, lane) => sender(lane));
+    // Kill mid-load: once a good number of reports have been acknowledged.
+    while (accepted.size < 1500) await new Promise((resolve) => setTimeout(resolve, 5));
+    first.child.kill('SIGKILL');
+    killed = true;
+    await Promise.all(lanes);
+    await first.exited;
+    await dispatcher.close();
+    assert.ok(sent > accepted.size, 'some requests were in flight when the server died');
+
+    const second = await startServerProcess(args);
+    running.push(second);
+    const reader = new Database(db, { readonly: true });
+    let stored: Set<string>;
+    try {
+      stored = new Set(
+        (reader.prepare('SELECT correlation_id FROM update_events').all() as Array<{ correlation_id: string }>).map((row) => row.correlation_id),
+      );
+    } finally {
+      reader.close();
+    }
+    const lost = [...accepted].filter((id) => !stored.has(id));
+    assert.deepEqual(lost, [], `${lost.length} of ${accepted.size} acknowledged reports were lost`);
+
+    // Graceful stop: SIGTERM finishes in-flight work, closes the database and exits 0.
+    second.child.kill('SIGTERM');
+    const [code] = await second.exited;
+    assert.equal(code, 0);
+    assert.ok(second.lines.some((line) => line['event'] === 'server_stopped'));
+  });
+});
