@@ -166,4 +166,19 @@ export class ManagedProcess {
     if (this.running) this.child.kill('SIGKILL');
     return this.exited;
   }
+
+  /**
+   * SIGKILL the child and everything it started, as a power cut or an OOM kill of a service's
+   * cgroup would. The child must have been spawned with `detached: true` (its own process group).
+   */
+  async killGroup(): Promise<void> {
+    const pid = this.child.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // the group is already gone
+    }
+    await this.exited;
+  }
 }

@@ -205,11 +205,17 @@ export class UpdateLab {
   }
 
   /** Start `supervise` from the install root's current version, as a service manager would. */
-  startSupervisor(name: string, options: WorkerOptions): ManagedProcess {
+  startSupervisor(name: string, options: WorkerOptions & { ownProcessGroup?: boolean }): ManagedProcess {
     const { args, env } = this.workerInvocation(options);
     const executable = join(options.installRoot, 'current', 'bytebiota-worker');
     const supervise = ['supervise', ...args, '--health-window', String(options.healthWindowSeconds ?? 15)];
-    return this.track(new ManagedProcess(name, executable, supervise, { env, onLine: this.lineSink(name) }));
+    return this.track(
+      new ManagedProcess(name, executable, supervise, {
+        env,
+        onLine: this.lineSink(name),
+        ...(options.ownProcessGroup ? { detached: true } : {}),
+      }),
+    );
   }
 
   /** Start `run` directly (no supervisor) from the install root's current version. */

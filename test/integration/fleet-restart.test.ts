@@ -41,7 +41,7 @@ async function until(condition: () => boolean, timeoutMs: number, describe: () =
 test(`${WORKER_COUNT} workers ride out a SIGKILL and restart of the server without a synchronized spike`, async () => {
   console.log(`fleet-restart seed ${SEED} (set FLEET_SIM_SEED to repeat)`);
   lab = await UpdateLab.create();
-  const serverArgs = ['--heartbeat-interval', String(HEARTBEAT_INTERVAL_S), '--log-level', 'warn'];
+  const serverArgs = ['--heartbeat-interval', String(HEARTBEAT_INTERVAL_S)];
   await lab.startServer(serverArgs);
   const tokens = [await lab.createToken('worker', 'fleet-a'), await lab.createToken('worker', 'fleet-b')];
 
