@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Writable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import type { HeartbeatRequest, RegisterRequest } from '../../src/protocol/messages.js';
@@ -77,6 +78,8 @@ export class FleetSim {
 
   start(): void {
     const options = this.#options;
+    // Every simulated worker waits on the one stop signal.
+    setMaxListeners(options.workerCount * 2 + 10, this.#stop.signal);
     const startOffsets = seededRandom(options.seed);
     // Log lines are dropped: 200 workers retrying would drown the test output. The logger still
     // runs, with the worker's own redaction, as in production.

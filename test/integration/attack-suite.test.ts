@@ -76,6 +76,8 @@ interface AttackCase {
   workerArgs?: string[];
   /** The serial the worker must have persisted for `stable` at the end; undefined: none. */
   highestSerial?: number;
+  /** What the worker's failure detail must say, where the reason code alone could hide the cause. */
+  detail?: RegExp;
 }
 
 const attacks: AttackCase[] = [
@@ -97,6 +99,7 @@ const attacks: AttackCase[] = [
       manifests: [{ body: signedManifestBytes(offeredRelease(), [releaseKey.privateKey, releaseKey.privateKey]) }],
     }),
     workerArgs: ['--trusted-key', secondKey.publicBase64, '--trusted-key-threshold', '2'],
+    detail: /1 valid signature\(s\) from trusted keys; 2 required/,
   },
   {
     name: 'an expired manifest (freeze attack)',
@@ -173,6 +176,8 @@ const attacks: AttackCase[] = [
     }),
     workerArgs: ['--download-timeout', '2'],
     highestSerial: 7,
+    // The whole-download deadline, not the idle timeout (which a drip never trips), ended it.
+    detail: /did not finish within 2000 ms/,
   },
   {
     name: 'malformed JSON',
@@ -301,6 +306,13 @@ describe('attack suite: a hostile update server against the packaged worker', { 
         const failure = await worker.waitForEvent((event) => event.event === 'worker_update_failure', EVENT_TIMEOUT_MS);
         assert.equal(failure['reason'], attack.reason, `log line: ${JSON.stringify(failure)}`);
         assert.equal(failure['from_version'], RUNNING_VERSION);
+        if (attack.detail) {
+          const detail = await worker.waitForEvent(
+            (event) => event.event === 'worker_update_failure_detail' && event['correlation_id'] === failure['correlation_id'],
+            EVENT_TIMEOUT_MS,
+          );
+          assert.match(String(detail['error']), attack.detail);
+        }
         // ...and in the report the server received.
         const report = await server.waitForReport((body) => body['event'] === 'failure', EVENT_TIMEOUT_MS);
         assert.equal(report['reason'], attack.reason, `report: ${JSON.stringify(report)}`);

@@ -108,6 +108,9 @@ describe('resolveConfig', () => {
     ['unreadable key', { installRoot: 'r', trustedKeys: ['missing.pem'] }, {}, /neither a base64 Ed25519 public key nor a readable PEM file/],
     ['force update without trust', { installRoot: 'r', serverUrl: 'https://x', forceUpdate: true }, { BYTEBIOTA_WORKER_TOKEN: 't' }, /--force-update needs at least one --trusted-key/],
     ['force update without server', { installRoot: 'r', forceUpdate: true, trustedKeys: [key.publicKeyBase64] }, {}, /--force-update needs a server/],
+    ['threshold above the keys', { installRoot: 'r', trustedKeys: [key.publicKeyBase64], trustedKeyThreshold: '2' }, {}, /--trusted-key-threshold: expected at most the number of distinct trusted keys \(1\)/],
+    ['threshold of zero', { installRoot: 'r', trustedKeys: [key.publicKeyBase64] }, { BYTEBIOTA_TRUSTED_KEY_THRESHOLD: '0' }, /BYTEBIOTA_TRUSTED_KEY_THRESHOLD: expected a whole number of keys/],
+    ['zero download timeout', { installRoot: 'r', downloadTimeoutS: '0' }, {}, /--download-timeout: expected a whole number of seconds/],
   ];
   for (const [name, flags, env, pattern] of invalid) {
     test(`refused: ${name}`, async () => {
@@ -121,6 +124,16 @@ describe('resolveConfig', () => {
     await assert.rejects(resolveConfig('run', sources({ config: await withFile('typo.json', { install_rot: 'x' }) })), usage(/unknown key "install_rot"/));
     await assert.rejects(resolveConfig('run', sources({ config: await withFile('sup.json', { install_root: 'x', health_window_s: 5 }) })), usage(/unknown key "health_window_s"/));
     await assert.rejects(resolveConfig('run', sources({ config: join(dir, 'absent.json') })), usage(/cannot read config file/));
+  });
+
+  test('the signature threshold and the download timeout: defaults, and carried to the supervised child', async () => {
+    const defaults = await resolveConfig('run', sources({ installRoot: 'r' }));
+    assert.equal(defaults.trustedKeyThreshold, 1);
+    assert.equal(defaults.downloadTimeoutS, 900);
+    const config = await resolveConfig('run', sources({ installRoot: 'r', trustedKeys: [key.publicKeyBase64], trustedKeyThreshold: '1', downloadTimeoutS: '120' }));
+    const { args } = childRunInvocation(config, { forceUpdate: false, baseEnv: {} });
+    assert.equal(args[args.indexOf('--trusted-key-threshold') + 1], '1');
+    assert.equal(args[args.indexOf('--download-timeout') + 1], '120');
   });
 
   test('supervise settings are validated', async () => {

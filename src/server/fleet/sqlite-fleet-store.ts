@@ -139,8 +139,8 @@ export class SqliteFleetStore implements FleetStore {
   };
 
   constructor(readonly path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
       this.db = new BetterSqlite3(path);
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
