@@ -307,7 +307,7 @@ export async function downloadArtifact(req: DownloadRequest): Promise<DownloadRe
     // artifact) and keep them with the sidecar for the next attempt.
     sink.end();
     await finished(sink).catch(() => undefined);
-    throw failDownload(`download of ${req.url} broke off after ${received} of ${req.size} bytes: ${errorMessage(err)}`, err);
+    throw failDownload(`download of ${req.url} broke off after ${received} of ${req.size} bytes: ${errorMessage(err)}${overDeadline()}`, err);
   }
 
   // Step 5: size and hash.
