@@ -31,7 +31,10 @@ export function fullJitterBackoff(options: BackoffOptions): Backoff {
       const ceilingMs = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** Math.max(0, attempt));
       const jitteredMs = Math.max(minDelayMs, random() * ceilingMs);
       // The server knows its own load: never retry sooner than it asked, never later than the cap.
-      const askedMs = retryAfterMs ?? 0;
+      // A fleet throttled at one instant gets one Retry-After; spreading each worker over the
+      // next base delay keeps them from all coming back in the same instant.
+      if (retryAfterMs === null || retryAfterMs === undefined) return Math.round(jitteredMs);
+      const askedMs = retryAfterMs + random() * options.baseDelayMs;
       return Math.round(Math.min(options.maxDelayMs, Math.max(jitteredMs, askedMs)));
     },
   };

@@ -1,15 +1,11 @@
-import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream as fsCreateWriteStream } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
-import { once } from 'node:events';
 import { request, type Dispatcher } from 'undici';
 import { writeFileAtomic } from '../shared/atomic-file.js';
 import { errorMessage, isErrnoCode } from '../shared/errors.js';
 import { UpdateError } from '../protocol/reason-codes.js';
 import { defaultStatFs, ensureFreeSpace, type StatFs } from './disk-space.js';
+import { HashingWriter, LocalWriteError, type OpenPartialFile } from './hashing-writer.js';
 
 /** What the sidecar `<partial>.json` remembers so that the next attempt can resume. */
 interface PartialSidecar {
@@ -40,10 +36,10 @@ export interface DownloadRequest {
    */
   totalTimeoutMs?: number;
   statfs?: StatFs;
-  /** Called as bytes are written, with the count so far (resumed bytes included) and the total. */
+  /** Called as bytes arrive, with the count so far (resumed bytes included) and the total. */
   onProgress?(receivedBytes: number, totalBytes: number): void;
-  /** Opens the partial file for writing; the default is fs.createWriteStream. A test seam for write errors. */
-  createWriteStream?(path: string, flags: 'w' | 'a'): Writable;
+  /** Opens the partial file for writing; the default is fs/promises `open`. A test seam for write errors. */
+  openPartialFile?: OpenPartialFile;
 }
 
 /** Which file on disk this is: unchanged by a rename, changed by any write to it. */
@@ -88,7 +84,7 @@ export interface DownloadResult {
 export const DEFAULT_HEADERS_TIMEOUT_MS = 30_000;
 export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 60_000;
 export const DEFAULT_TOTAL_TIMEOUT_MS = 900_000;
-const WRITE_HIGH_WATER_MARK_BYTES = 1024 * 1024;
+const BODY_HIGH_WATER_MARK_BYTES = 1024 * 1024;
 
 export function sidecarPathOf(partialPath: string): string {
   return `${partialPath}.json`;
@@ -148,14 +144,6 @@ async function resumableState(req: DownloadRequest): Promise<{ offset: number; v
   return { offset: onDisk, validator: sidecar.validator };
 }
 
-/** Feed the first `bytes` of a file into `hash` (the bytes kept from an earlier attempt). */
-async function hashPrefix(path: string, bytes: number, hash: Hash): Promise<void> {
-  if (bytes === 0) return;
-  for await (const chunk of createReadStream(path, { start: 0, end: bytes - 1, highWaterMark: WRITE_HIGH_WATER_MARK_BYTES })) {
-    hash.update(chunk as Buffer);
-  }
-}
-
 function headerValue(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
   const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
@@ -186,27 +174,43 @@ function failDownload(message: string, cause?: unknown): UpdateError {
  * 1. keep the bytes of an earlier attempt when the sidecar describes the same artifact, re-hashing them;
  * 2. check free space for the rest plus a reserve (disk_full before a byte is written);
  * 3. GET, with `Range: bytes=N-` and `If-Range` when resuming; a 200 means the file changed: start over;
- * 4. stream to disk, hashing as the bytes pass, never holding the body in memory, cut off past `size`;
+ * 4. stream to disk, hashing every byte on a second thread as it passes (HashingWriter), never
+ *    holding more than a few fixed buffers of the body in memory, cut off past `size`;
  * 5. compare size and SHA-256; a mismatch deletes the partial.
  * A dropped connection keeps the partial and its sidecar for the next attempt (download_failed).
  */
 export async function downloadArtifact(req: DownloadRequest): Promise<DownloadResult> {
-  const statfs = req.statfs ?? defaultStatFs;
-  const openWrite = req.createWriteStream ?? ((path, flags) => fsCreateWriteStream(path, { flags, highWaterMark: WRITE_HIGH_WATER_MARK_BYTES }));
   await mkdir(dirname(req.partialPath), { recursive: true });
-
   // Step 1: what can be kept from an earlier attempt.
   const resumable = await resumableState(req);
+  // The hashing thread starts here; its start-up overlaps the request. It ends on every path.
+  const writer = new HashingWriter();
+  try {
+    return await downloadWith(writer, req, resumable);
+  } finally {
+    await writer.close();
+  }
+}
+
+async function downloadWith(
+  writer: HashingWriter,
+  req: DownloadRequest,
+  resumable: { offset: number; validator: string | null },
+): Promise<DownloadResult> {
   let offset = resumable.offset;
-  let hash = createHash('sha256');
-  await hashPrefix(req.partialPath, offset, hash);
+  try {
+    await writer.hashFilePrefix(req.partialPath, offset);
+  } catch (err) {
+    await discardPartial(req.partialPath);
+    throw failDownload(`could not re-read the ${offset} bytes kept in ${req.partialPath}: ${errorMessage(err)}`, err);
+  }
   if (offset === req.size) {
-    const verified = await finish(req, hash, offset);
+    const verified = await finish(req, await writer.finish(), offset);
     return { path: req.partialPath, verified, resumedFromBytes: offset, fetchedBytes: 0 };
   }
 
   // Step 2: room for the rest.
-  await ensureFreeSpace(dirname(req.partialPath), req.size - offset, req.size, statfs);
+  await ensureFreeSpace(dirname(req.partialPath), req.size - offset, req.size, req.statfs ?? defaultStatFs);
 
   // Step 3: the request.
   const headers: Record<string, string> = { ...req.headers, 'accept-encoding': 'identity' };
@@ -226,6 +230,8 @@ export async function downloadArtifact(req: DownloadRequest): Promise<DownloadRe
       dispatcher: req.dispatcher,
       headersTimeout: req.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
       bodyTimeout: req.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS,
+      // Larger body buffering than the 64 KiB default: fewer pauses of the parser per MiB.
+      highWaterMark: BODY_HIGH_WATER_MARK_BYTES,
     });
   } catch (err) {
     throw failDownload(`could not fetch ${req.url}: ${errorMessage(err)}${overDeadline()}`, err);
@@ -241,7 +247,7 @@ export async function downloadArtifact(req: DownloadRequest): Promise<DownloadRe
   if (statusCode === 200 && offset > 0) {
     // The validator no longer matched (a new file under the same URL): the kept bytes are stale.
     offset = 0;
-    hash = createHash('sha256');
+    await writer.resetHash();
   } else if (statusCode === 206) {
     const match = CONTENT_RANGE.exec(headerValue(responseHeaders, 'content-range') ?? '');
     if (!match) return refuse(failDownload(`${req.url} answered 206 without a valid Content-Range`), true);
@@ -269,58 +275,56 @@ export async function downloadArtifact(req: DownloadRequest): Promise<DownloadRe
 
   // Step 4: stream, hash and count; never past the signed size. Written by hand rather than with
   // pipeline(), because on a dropped connection the bytes already received must still reach the
-  // disk (pipeline would destroy the file stream and lose what it had buffered).
+  // disk (pipeline would destroy the file and lose what was buffered).
   const resumedFromBytes = offset;
   let received = offset;
-  let writeError: unknown;
-  const sink = openWrite(req.partialPath, offset > 0 ? 'a' : 'w');
-  sink.on('error', (err: unknown) => {
-    writeError ??= err;
-  });
+  /** The artifact is wrong, or a local write failed: what is on disk is not worth keeping. */
+  const failAndDiscard = async (err: UpdateError | LocalWriteError): Promise<never> => {
+    discardBody(body);
+    await writer.close();
+    await discardPartial(req.partialPath);
+    if (err instanceof UpdateError) throw err;
+    if (isErrnoCode(err.cause, 'ENOSPC')) {
+      throw new UpdateError('disk_full', `no space left writing ${req.partialPath}`, { cause: err.cause });
+    }
+    throw failDownload(`could not write ${req.partialPath}: ${errorMessage(err)}`, err);
+  };
+  let digest: string;
   try {
+    await writer.openFile(req.partialPath, offset > 0 ? 'a' : 'w', req.openPartialFile);
     for await (const chunk of body as AsyncIterable<Buffer>) {
       received += chunk.length;
       if (received > req.size) {
         throw new UpdateError('size_mismatch', `${req.url} sent more than the ${req.size} bytes the manifest signed`);
       }
-      hash.update(chunk);
+      await writer.append(chunk);
       req.onProgress?.(received, req.size);
-      if (writeError !== undefined) throw writeError;
-      if (!sink.write(chunk)) await once(sink, 'drain');
     }
-    sink.end();
-    await finished(sink);
+    digest = await writer.finish();
   } catch (err) {
-    discardBody(body);
-    if (err instanceof UpdateError || writeError !== undefined) {
-      // The artifact is wrong, or a local write failed: what is on disk is not worth keeping.
-      sink.destroy();
-      await finished(sink).catch(() => undefined);
-      await discardPartial(req.partialPath);
-      if (err instanceof UpdateError) throw err;
-      if (isErrnoCode(writeError, 'ENOSPC')) {
-        throw new UpdateError('disk_full', `no space left writing ${req.partialPath}`, { cause: writeError });
-      }
-      throw failDownload(`could not write ${req.partialPath}: ${errorMessage(writeError)}`, writeError);
-    }
-    // The connection dropped or stalled: flush the bytes received so far (a prefix of the
+    if (err instanceof UpdateError || err instanceof LocalWriteError) return failAndDiscard(err);
+    // The connection dropped or stalled: write out the bytes received so far (a prefix of the
     // artifact) and keep them with the sidecar for the next attempt.
-    sink.end();
-    await finished(sink).catch(() => undefined);
+    discardBody(body);
+    try {
+      await writer.flush();
+    } catch (flushError) {
+      if (flushError instanceof LocalWriteError) return failAndDiscard(flushError);
+      throw flushError;
+    }
     throw failDownload(`download of ${req.url} broke off after ${received} of ${req.size} bytes: ${errorMessage(err)}${overDeadline()}`, err);
   }
 
   // Step 5: size and hash.
-  const verified = await finish(req, hash, received);
+  const verified = await finish(req, digest, received);
   return { path: req.partialPath, verified, resumedFromBytes, fetchedBytes: received - resumedFromBytes };
 }
 
-async function finish(req: DownloadRequest, hash: Hash, receivedBytes: number): Promise<VerifiedFile> {
+async function finish(req: DownloadRequest, digest: string, receivedBytes: number): Promise<VerifiedFile> {
   if (receivedBytes !== req.size) {
     await discardPartial(req.partialPath);
     throw new UpdateError('size_mismatch', `${req.url} ended after ${receivedBytes} bytes; the manifest signed ${req.size}`);
   }
-  const digest = hash.digest('hex');
   if (digest !== req.sha256) {
     await discardPartial(req.partialPath);
     throw new UpdateError('checksum_mismatch', `${req.url} has SHA-256 ${digest}; the manifest signed ${req.sha256}`);

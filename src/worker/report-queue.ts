@@ -177,6 +177,8 @@ export class ReportQueue {
   }
 
   async #waitForWork(delayMs: number, signal: AbortSignal, wakeOnEnqueue: boolean): Promise<void> {
+    // Aborted while the last drain ran: an 'abort' listener added now would never fire.
+    if (signal.aborted) return;
     const inner = new AbortController();
     const onAbort = (): void => inner.abort();
     signal.addEventListener('abort', onAbort, { once: true });

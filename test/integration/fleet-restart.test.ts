@@ -91,7 +91,7 @@ test(`${WORKER_COUNT} workers ride out a SIGKILL and restart of the server witho
 
   // The expected steady rate is one heartbeat per worker per interval.
   const expectedSteadyRate = WORKER_COUNT / HEARTBEAT_INTERVAL_S;
-  assert.ok(steadyRate > expectedSteadyRate * 0.7 && steadyRate < expectedSteadyRate * 1.3, `steady rate ${steadyRate} req/s, expected about ${expectedSteadyRate}`);
+  assert.ok(steadyRate > expectedSteadyRate * 0.5 && steadyRate < expectedSteadyRate * 1.5, `steady rate ${steadyRate} req/s, expected about ${expectedSteadyRate}`);
   assert.ok(peakAfter <= SPIKE_FACTOR_LIMIT * steadyRate, `a synchronized spike: ${peakAfter} requests in one second after the restart, steady ${steadyRate.toFixed(1)}/s`);
   assert.ok(downRate <= SPIKE_FACTOR_LIMIT * steadyRate, `retry storm while the server was down: ${downRate.toFixed(1)} req/s`);
 

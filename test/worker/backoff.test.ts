@@ -35,10 +35,24 @@ describe('fullJitterBackoff', () => {
   });
 
   test('Retry-After raises the delay, but never past the cap', () => {
-    const backoff = fullJitterBackoff({ baseDelayMs: 1000, maxDelayMs: 30_000, random: () => 0.5 });
+    const backoff = fullJitterBackoff({ baseDelayMs: 1000, maxDelayMs: 30_000, random: () => 0 });
     assert.equal(backoff.delayMs(0, 10_000), 10_000);
     assert.equal(backoff.delayMs(0, 3_600_000), 30_000);
     assert.equal(backoff.delayMs(0, null), 500);
+  });
+
+  test('workers told the same Retry-After spread over the next base delay instead of returning together', () => {
+    let seed = 7;
+    const random = (): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const backoff = fullJitterBackoff({ baseDelayMs: 1000, maxDelayMs: 60_000, random });
+    const delays = Array.from({ length: 2000 }, () => backoff.delayMs(0, 10_000));
+    assert.ok(delays.every((d) => d >= 10_000 && d <= 11_000), 'never sooner than asked, at most one base delay later');
+    const sameMillisecond = new Map<number, number>();
+    for (const d of delays) sameMillisecond.set(d, (sameMillisecond.get(d) ?? 0) + 1);
+    assert.ok(Math.max(...sameMillisecond.values()) < 20, 'no instant gets a burst of retries');
   });
 
   test('bad options are refused', () => {

@@ -200,8 +200,8 @@ describe('downloadArtifact', () => {
 
   test('ENOSPC while writing is disk_full, partial removed', async (t) => {
     // Real ENOSPC: a 128 KiB tmpfs, when this runs as root and mount works (statfs is injected to
-    // say there is room, so the write itself must fail). Elsewhere the write stream is injected
-    // to fail with ENOSPC after the first chunk, which exercises the same error path.
+    // say there is room, so the write itself must fail). Elsewhere the partial file is injected
+    // to fail its writes with ENOSPC, which exercises the same error path.
     const req = setup();
     const mountPoint = join(temp.dir, 'tiny-fs');
     await mkdir(mountPoint, { recursive: true });
@@ -218,12 +218,12 @@ describe('downloadArtifact', () => {
       const injected: Partial<DownloadRequest> = mounted
         ? {}
         : {
-            createWriteStream: () =>
-              new Writable({
-                write(_chunk, _enc, callback) {
-                  callback(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' }));
-                },
-              }),
+            openPartialFile: async () => ({
+              write: async () => {
+                throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+              },
+              close: async () => undefined,
+            }),
           };
       await assert.rejects(downloadArtifact({ ...req, partialPath, ...injected }), isCode('disk_full'));
       assert.equal(await exists(partialPath), false);

@@ -106,3 +106,21 @@ test('the background sender sends a report soon after it is queued', async () =>
     await server.close();
   }
 });
+
+test('a stop that arrives while a report is being sent ends the sender at once, not after its idle wait', async () => {
+  const controller = new AbortController();
+  // The server answers, but the stop comes while the request is in flight (during the drain).
+  const server = await scriptedServer((_req, res) => {
+    controller.abort();
+    json(res, 202, undefined);
+  });
+  try {
+    const { queue } = await queueAgainst(server.url);
+    await queue.enqueue(report, 'c-1');
+    const startedMs = Date.now();
+    await queue.runSender(controller.signal, 60_000);
+    assert.ok(Date.now() - startedMs < 5_000, `the sender took ${Date.now() - startedMs} ms to stop`);
+  } finally {
+    await server.close();
+  }
+});

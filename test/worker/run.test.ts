@@ -38,7 +38,7 @@ function handshakeServer(minimumVersion: string | null, autoUpdate: boolean) {
   });
 }
 
-describe('bytebiota-worker run', { timeout: 60_000 }, () => {
+describe('bytebiota-worker run', { timeout: 300_000 }, () => {
   test('--version and --version --json', async () => {
     const text = worker(['--version']);
     let out = '';

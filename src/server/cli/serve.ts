@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { systemClock } from '../../shared/clock.js';
 import { CodedError, UsageError, errorMessage } from '../../shared/errors.js';
-import { createLogger } from '../../shared/logger.js';
+import { createLogger, flushLogger } from '../../shared/logger.js';
 import { openReleaseStore } from '../../store/index.js';
 import { buildApp } from '../app.js';
 import { resolveServeConfig, type FlagValues } from '../config.js';
@@ -14,10 +14,22 @@ import { loadReleaseKeys } from '../release-keys.js';
  * configuration before listening (exit 2 on any mistake), logs `server_listening` with the URL,
  * and on SIGTERM or SIGINT stops accepting, lets in-flight requests finish (a report being
  * written still gets its 202), closes the database and exits 0.
+ *
+ * Logs go to stdout through an asynchronous buffer (one write per 4 KiB of lines, or every
+ * 250 ms), so that writing the per-request line never blocks a request. Every way out of the
+ * process (stop, failed stop, an uncaught error) flushes that buffer first, so no line is lost.
  */
 export async function serve(flags: FlagValues, env: Record<string, string | undefined>): Promise<void> {
   const config = resolveServeConfig(flags, env);
-  const logger = createLogger({ name: 'bytebiota-server', level: config.logLevel });
+  const logger = createLogger({ name: 'bytebiota-server', level: config.logLevel, buffered: {} });
+  const exitAfterFlush = async (code: number): Promise<never> => {
+    await flushLogger(logger);
+    process.exit(code);
+  };
+  process.once('uncaughtException', (err) => {
+    logger.fatal({ event: 'server_crashed', err: errorMessage(err), stack: err.stack }, 'uncaught error; exiting');
+    void exitAfterFlush(1);
+  });
   const releaseKeys = loadReleaseKeys(config.releaseKeys, config.releaseKeyThreshold);
   const store = openReleaseStore(config.store, env);
   try {
@@ -63,10 +75,10 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
         await app.close();
         await fleet.close();
         logger.info({ event: 'server_stopped' }, 'stopped');
-        process.exit(0);
+        await exitAfterFlush(0);
       } catch (err) {
         logger.error({ event: 'server_stop_failed', err: errorMessage(err) }, 'could not stop cleanly');
-        process.exit(1);
+        await exitAfterFlush(1);
       }
     })();
   };
@@ -87,8 +99,11 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
       },
       `listening on ${url}`,
     );
+    // Operators and supervisors wait for this line: it is written now, not with the next batch.
+    await flushLogger(logger);
   } catch (err) {
     await fleet.close();
+    await flushLogger(logger);
     throw new UsageError(`cannot listen on ${config.host}:${config.port}: ${errorMessage(err)}`);
   }
 }

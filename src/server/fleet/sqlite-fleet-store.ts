@@ -17,6 +17,7 @@ import type {
   WorkerRegistration,
   WorkerView,
 } from './fleet-store.js';
+import { AuthReadCache } from './auth-read-cache.js';
 import { MIGRATIONS, type Migration } from './migrations/index.js';
 import { WriteBatcher } from './write-batcher.js';
 
@@ -125,6 +126,7 @@ export class SqliteFleetStore implements FleetStore {
   readonly kind = 'sqlite';
   private readonly db: Database;
   private readonly batcher: WriteBatcher;
+  private readonly authCache: AuthReadCache;
   private closed = false;
   private readonly statements: {
     upsertRegistration: Statement;
@@ -136,6 +138,7 @@ export class SqliteFleetStore implements FleetStore {
     findToken: Statement;
     insertToken: Statement;
     revokeToken: Statement;
+    authEpoch: Statement;
   };
 
   constructor(readonly path: string) {
@@ -186,7 +189,9 @@ export class SqliteFleetStore implements FleetStore {
         INSERT INTO tokens (id, role, pool, secret_sha256, label, created_at, revoked_at)
         VALUES (?, ?, ?, ?, ?, ?, ?)`),
       revokeToken: this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
+      authEpoch: this.db.prepare('SELECT n FROM auth_epoch WHERE id = 1').pluck(),
     };
+    this.authCache = new AuthReadCache({ readEpoch: () => this.statements.authEpoch.get() as number });
   }
 
   async ping(): Promise<void> {
@@ -247,14 +252,17 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async getPoolPolicy(pool: string): Promise<PoolPolicy | null> {
-    const row = this.statements.getPolicy.get(pool) as { auto_update: number } | undefined;
-    return row ? { auto_update: row.auto_update === 1 } : null;
+    return this.authCache.policy(pool, (key) => {
+      const row = this.statements.getPolicy.get(key) as { auto_update: number } | undefined;
+      return row ? { auto_update: row.auto_update === 1 } : null;
+    });
   }
 
   setPoolPolicy(pool: string, policy: PoolPolicy, change: { at: Date; byTokenId: string }): Promise<void> {
-    return this.batcher.write(() =>
-      this.statements.setPolicy.run(pool, policy.auto_update ? 1 : 0, change.at.toISOString(), change.byTokenId),
-    );
+    return this.batcher.write(() => {
+      this.authCache.clear();
+      this.statements.setPolicy.run(pool, policy.auto_update ? 1 : 0, change.at.toISOString(), change.byTokenId);
+    });
   }
 
   async fleetView(query: FleetQuery): Promise<FleetView> {
@@ -295,7 +303,8 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   createToken(token: TokenRecord): Promise<void> {
-    return this.batcher.write(() =>
+    return this.batcher.write(() => {
+      this.authCache.clear();
       this.statements.insertToken.run(
         token.id,
         token.role,
@@ -304,18 +313,21 @@ export class SqliteFleetStore implements FleetStore {
         token.label,
         token.createdAt.toISOString(),
         token.revokedAt?.toISOString() ?? null,
-      ),
-    );
+      );
+    });
   }
 
   async findToken(id: string): Promise<TokenRecord | null> {
-    const row = this.statements.findToken.get(id) as TokenRow | undefined;
-    return row ? tokenFromRow(row) : null;
+    return this.authCache.token(id, (key) => {
+      const row = this.statements.findToken.get(key) as TokenRow | undefined;
+      return row ? tokenFromRow(row) : null;
+    });
   }
 
   async revokeToken(id: string, at: Date): Promise<boolean> {
     let changed = false;
     await this.batcher.write(() => {
+      this.authCache.clear();
       changed = this.statements.revokeToken.run(at.toISOString(), id).changes > 0;
     });
     return changed;

@@ -1,5 +1,10 @@
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** One labelled series of the request-duration histogram. */
+interface Observer {
+  observe(value: number): void;
+}
 import type { UpdateReport } from '../../protocol/messages.js';
 import type { FleetStore } from '../fleet/fleet-store.js';
 
@@ -104,11 +109,19 @@ export const metricsPlugin = fp<{ workersSeenSince: () => Date }>(
   async (app, options) => {
     const metrics = new ServerMetrics(app.fleet, options.workersSeenSince);
     app.decorate('serverMetrics', metrics);
-    app.addHook('onResponse', async (request, reply) => {
-      metrics.httpDuration.observe(
-        { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode },
-        reply.elapsedTime / 1000,
-      );
+    // A callback hook, with the labelled series looked up by one string key: prom-client's
+    // observe(labels, value) validates and hashes the label object on every call.
+    const series = new Map<string, Observer>();
+    app.addHook('onResponse', (request, reply, done) => {
+      const route = request.routeOptions.url ?? 'unmatched';
+      const key = `${request.method} ${reply.statusCode} ${route}`;
+      let observer = series.get(key);
+      if (observer === undefined) {
+        observer = metrics.httpDuration.labels({ method: request.method, route, status_code: reply.statusCode });
+        series.set(key, observer);
+      }
+      observer.observe(reply.elapsedTime / 1000);
+      done();
     });
   },
   { name: 'bytebiota-metrics' },

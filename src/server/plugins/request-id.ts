@@ -17,8 +17,11 @@ export function requestIdFrom(req: IncomingMessage): string {
 
 export const requestIdPlugin = fp(
   async (app) => {
-    app.addHook('onSend', async (request, reply) => {
+    // onSend runs for every response, errors and 404s included. A callback hook, not an async
+    // one: this runs on every request, and an async hook costs a promise and a microtask.
+    app.addHook('onSend', (request, reply, payload, done) => {
       reply.header('x-request-id', request.id);
+      done(null, payload);
     });
   },
   { name: 'bytebiota-request-id' },

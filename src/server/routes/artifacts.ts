@@ -46,7 +46,7 @@ export const artifactRoutes: FastifyPluginAsyncTypebox = async (app) => {
       reply.header('accept-ranges', 'bytes').header('etag', info.etag).header('cache-control', 'no-cache');
       if (ifNoneMatchMatches(singleHeader(request.headers['if-none-match']), info.etag)) {
         addLogFields(request, { result: 'not_modified' });
-        return reply.code(304).send('');
+        return reply.code(304).send(undefined);
       }
 
       const range = ifRangeAllows(singleHeader(request.headers['if-range']), info.etag)

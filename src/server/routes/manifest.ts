@@ -60,7 +60,9 @@ export const manifestRoutes: FastifyPluginAsyncTypebox = async (app) => {
       reply.header('etag', manifest.etag).header('cache-control', 'no-cache');
       if (ifNoneMatchMatches(request.headers['if-none-match'], manifest.etag)) {
         addLogFields(request, { result: 'not_modified', version: manifest.signed.version, serial: manifest.signed.serial });
-        return reply.code(304).send('');
+        // No body and no Content-Length: a 304 may only carry the length the 200 would have had
+        // (RFC 9110 8.6), and sending none is simplest. Nothing is serialized on this path.
+        return reply.code(304).send(undefined);
       }
       addLogFields(request, { result: 'served', version: manifest.signed.version, serial: manifest.signed.serial });
       return reply.type('application/json').send(manifest.bytes);

@@ -9,7 +9,8 @@ export function errorResponses(...statuses: number[]): Record<number, typeof Err
 /** Raw bytes (a manifest as published, an artifact stream): documented, never re-serialized. */
 export const Binary = Type.Unsafe<Buffer | NodeJS.ReadableStream>({ type: 'string', format: 'binary' });
 
-export const NotModified = Type.String({ maxLength: 0, description: 'not modified: no body' });
+/** A 304: no body at all (not an empty string, which would add Content-Length: 0). */
+export const NotModified = Type.Unsafe<undefined>({ description: 'not modified: no body' });
 
 export const Accepted = Type.Object({ status: Type.Literal('accepted') });
 

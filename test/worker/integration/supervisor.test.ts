@@ -21,7 +21,7 @@ async function fixtureRoot(): Promise<FixtureRoot> {
 }
 
 function supervise(root: FixtureRoot, extra: string[] = [], env: NodeJS.ProcessEnv = {}): SpawnedProgram {
-  const program = spawnWorkerCli(['supervise', '--install-root', root.root, '--health-window', '1.5', '--stop-timeout', '2', ...extra], env);
+  const program = spawnWorkerCli(['supervise', '--install-root', root.root, '--health-window', '5', '--stop-timeout', '2', ...extra], env);
   programs.push(program);
   return program;
 }
@@ -35,7 +35,7 @@ async function versionsStarted(root: FixtureRoot): Promise<string[]> {
   return (await root.runs()).map((run) => run.version);
 }
 
-describe('supervisor with fixture executables', { timeout: 60_000 }, () => {
+describe('supervisor with fixture executables', { timeout: 300_000 }, () => {
   test('switches into a staged version that becomes ready, and reports success', async () => {
     const root = await fixtureRoot();
     await root.install('1.0.0', 'ready');

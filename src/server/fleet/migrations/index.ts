@@ -1,4 +1,5 @@
 import { sql as initial } from './001-initial.js';
+import { sql as authEpoch } from './002-auth-epoch.js';
 
 /**
  * Schema migrations, applied in order at start, each once, each in its own transaction. They are
@@ -11,4 +12,7 @@ export interface Migration {
   sql: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial', sql: initial }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial', sql: initial },
+  { version: 2, name: 'auth-epoch', sql: authEpoch },
+];
