@@ -1,9 +1,10 @@
-import { access, mkdir, open } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDirectory } from '../shared/atomic-file.js';
 import { errorMessage, isErrnoCode, UsageError } from '../shared/errors.js';
 import { generateSigningKeyPair } from '../trust/keys.js';
 import { ReleaseError } from './release-error.js';
+import { pathExists } from '../shared/path-exists.js';
 
 export interface KeygenOptions {
   outDir: string;
@@ -21,12 +22,7 @@ export interface KeygenResult {
 const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 async function assertAbsent(path: string): Promise<void> {
-  try {
-    await access(path);
-  } catch (err) {
-    if (isErrnoCode(err, 'ENOENT')) return;
-    throw err;
-  }
+  if (!(await pathExists(path))) return;
   throw new ReleaseError('key_exists', `${path} already exists; a signing key is never overwritten: choose another --name or --out`);
 }
 

@@ -6,6 +6,9 @@ import { systemClock } from '../../src/shared/clock.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { fullJitterBackoff, sleep } from '../../src/worker/backoff.js';
 import { maintainConnection, ServerClient } from '../../src/worker/connection.js';
+import { seededRandom } from './seeded-random.js';
+
+export { seededRandom };
 
 /**
  * Many workers in one process, each running the worker's own connection code: a ServerClient on
@@ -17,17 +20,6 @@ import { maintainConnection, ServerClient } from '../../src/worker/connection.js
 /** The backoff `run` gives maintainConnection (src/worker/run.ts). */
 const RUN_BACKOFF = { baseDelayMs: 1000, maxDelayMs: 300_000 } as const;
 
-/** mulberry32: a small seeded generator, so a run can be repeated from its printed seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A connection pool that notes the time of every request it is asked to send, failed ones included. */
 class CountingAgent extends Agent {

@@ -17,6 +17,7 @@ import { readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UpdateLab } from '../../scripts/lib/update-lab.js';
 import type { LogLine } from '../../scripts/lib/processes.js';
+import { seededRandom } from '../helpers/seeded-random.js';
 
 const TRIALS = Number(process.env['CHAOS_TRIALS'] ?? 30);
 const PARALLEL_TRIALS = Number(process.env['CHAOS_PARALLEL'] ?? 2);
@@ -33,17 +34,6 @@ const PHASES = [
   { name: 'health watch', event: 'worker_child_started' },
 ] as const;
 
-/** mulberry32: a small seeded generator, so a failing trial can be replayed from its seed. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let lab: UpdateLab;
 let token: string;

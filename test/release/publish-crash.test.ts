@@ -10,6 +10,7 @@ import type { SignedRelease } from '../../src/protocol/manifest.js';
 import { parsePublicKey, type PublicKey } from '../../src/trust/keys.js';
 import { verifyManifest } from '../../src/trust/verify.js';
 import { listFiles, RELEASE_MAIN, runRelease } from './release-cli.js';
+import { seededRandom } from '../helpers/seeded-random.js';
 
 /**
  * Crash consistency of publish (contract section 2): SIGKILL the real program at random
@@ -21,17 +22,6 @@ const ARTIFACT_BYTES = 3 * 1024 * 1024;
 const PLATFORMS = ['linux-x64', 'linux-arm64', 'darwin-arm64'] as const;
 const CHANNEL = 'canary';
 
-/** mulberry32: a small seeded generator, so a failing run can be replayed from its seed. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 

@@ -4,12 +4,13 @@ import { fileURLToPath } from 'node:url';
 import semver from 'semver';
 import { artifactFileName, currentPlatform } from '../../protocol/platform.js';
 import { isValidVersion } from '../../protocol/version.js';
-import { CodedError, UsageError, isErrnoCode } from '../../shared/errors.js';
+import { CodedError, UsageError } from '../../shared/errors.js';
 import type { BuildInfo } from './build-info.js';
 import { bundleWorker } from './bundle.js';
 import { digestFile } from './file-digest.js';
 import { headCommit, isCommitOrUnknown } from './git-commit.js';
 import { makeSingleExecutable } from './sea.js';
+import { pathExists } from '../../shared/path-exists.js';
 
 export type { BuildInfo } from './build-info.js';
 export { BUILD_INFO_DEFINE } from './build-info.js';
@@ -77,12 +78,7 @@ async function assertEntryExists(entry: string): Promise<void> {
 
 /** A published version's bytes must not change under its name, so an existing file is kept. */
 async function assertAbsent(path: string): Promise<void> {
-  try {
-    await access(path);
-  } catch (err) {
-    if (isErrnoCode(err, 'ENOENT')) return;
-    throw err;
-  }
+  if (!(await pathExists(path))) return;
   throw new CodedError('artifact_exists', `${path} already exists; remove it or build into another directory`);
 }
 
