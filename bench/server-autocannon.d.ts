@@ -12,6 +12,7 @@ declare module 'autocannon' {
     }
     interface Histogram {
       average: number;
+      total: number;
       p50: number;
       p99: number;
     }
@@ -20,6 +21,7 @@ declare module 'autocannon' {
       latency: Histogram;
       non2xx: number;
       errors: number;
+      statusCodeStats?: Record<string, { count: number }>;
     }
   }
   function autocannon(options: autocannon.Options): Promise<autocannon.Result>;

@@ -1,139 +1,110 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { openSync, closeSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
 import Database from 'better-sqlite3';
-import { storeKeys } from '../src/protocol/manifest.js';
-import { SqliteFleetStore } from '../src/server/fleet/sqlite-fleet-store.js';
-import { generateToken } from '../src/server/tokens.js';
-import { FolderStore } from '../src/store/folder-store.js';
-import { generateSigningKeyPair, parsePrivateKey } from '../src/trust/keys.js';
-import { serializeManifest, signManifest } from '../src/trust/sign.js';
+import { prepareServerBenchFixture, startBenchServer, startPlainBaseline, stopChild } from './server-fixture.js';
 
 /**
  * `npm run bench:server`: requests/s of GET /api/worker-updates/latest (200 and 304) on the real
  * server process (auth, rate limiting, pino JSON logs to a file, metrics all on), beside a plain
- * node:http server serving the same bytes in the same run, with the ratio; then reports/s
- * ingested durably (SQLite, WAL, synchronous=FULL, group commit) with p99 latency.
- * BENCH_DURATION_S sets the seconds per measurement (default 5), BENCH_ROUNDS the alternating
- * rounds per side (default 3), BENCH_CONNECTIONS the concurrent connections (default 32).
+ * node:http server serving the same bytes with the same headers in the same run, and the ratio;
+ * then reports/s ingested with p99 latency, with `--db-sync full` (the default: fsync per group
+ * commit) and `--db-sync normal`.
+ *
+ * Rounds alternate plain and ours so that load from elsewhere on the machine hits both alike; the
+ * figure per side is the median of its rounds. Each line also gives the CPU time each server
+ * process spent per request (Linux /proc), which other load on the machine disturbs far less
+ * than requests/s. BENCH_DURATION_S: seconds per measurement (default 5); BENCH_ROUNDS: rounds
+ * per side (default 3); BENCH_CONNECTIONS: connections (default 32); BENCH_REPORT_CONNECTIONS:
+ * connections for the report measurement (default BENCH_CONNECTIONS).
  */
 const durationSeconds = Number(process.env['BENCH_DURATION_S'] ?? 5);
 const connections = Number(process.env['BENCH_CONNECTIONS'] ?? 32);
+const reportConnections = Number(process.env['BENCH_REPORT_CONNECTIONS'] ?? connections);
 const rounds = Number(process.env['BENCH_ROUNDS'] ?? 3);
 
-async function waitForLine(child: ChildProcess, predicate: (line: string) => boolean): Promise<string> {
-  const reader = createInterface({ input: child.stdout! });
-  for await (const line of reader) if (predicate(line)) return line;
-  throw new Error('process ended before it was ready');
-}
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const load = () => loadavg()[0]!.toFixed(1);
 
-async function waitForLogLine(path: string, event: string): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 400; i += 1) {
-    const text = await readFile(path, 'utf8').catch(() => '');
-    for (const line of text.split('\n')) {
-      if (line.includes(`"event":"${event}"`)) return JSON.parse(line) as Record<string, unknown>;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+/** User plus system CPU seconds used so far by a process, or null off Linux. */
+function cpuSeconds(child: ChildProcess): number | null {
+  try {
+    const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // Fields 14 and 15 of /proc/PID/stat (utime, stime), in clock ticks of 1/100 s.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
   }
-  throw new Error(`no ${event} line in ${path}`);
 }
 
-function run(options: autocannon.Options): Promise<autocannon.Result> {
-  return autocannon({ connections, duration: durationSeconds, pipelining: 1, ...options });
+interface Measured {
+  requestsPerSecond: number;
+  cpuMicrosecondsPerRequest: number | null;
+  result: autocannon.Result;
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  await exited;
+async function measure(child: ChildProcess, options: autocannon.Options): Promise<Measured> {
+  const cpuBefore = cpuSeconds(child);
+  const result = await autocannon({ connections, duration: durationSeconds, pipelining: 1, ...options });
+  const cpuAfter = cpuSeconds(child);
+  const requests = result.requests.total;
+  return {
+    requestsPerSecond: result.requests.average,
+    cpuMicrosecondsPerRequest: cpuBefore === null || cpuAfter === null || requests === 0 ? null : ((cpuAfter - cpuBefore) * 1e6) / requests,
+    result,
+  };
 }
+
+const cpuText = (value: number | null) => (value === null ? '' : `, ${value.toFixed(0)} µs CPU/req`);
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'bytebiota-bench-'));
   const children: ChildProcess[] = [];
   try {
-    const storeDir = join(dir, 'store');
-    await mkdir(storeDir);
-    const pair = generateSigningKeyPair();
-    const signed = {
-      _type: 'worker-release' as const,
-      schema_version: 1 as const,
-      channel: 'stable',
-      serial: 1,
-      version: '1.4.0',
-      released_at: new Date(Date.now() - 3600_000).toISOString().replace(/\.\d+Z$/, 'Z'),
-      expires: new Date(Date.now() + 30 * 86400_000).toISOString().replace(/\.\d+Z$/, 'Z'),
-      minimum_version: '1.2.0',
-      artifacts: Object.fromEntries(
-        ['linux-x64', 'linux-arm64', 'darwin-arm64', 'win32-x64'].map((platform) => [
-          platform,
-          { url: `artifacts/1.4.0/bytebiota-worker-1.4.0-${platform}`, sha256: 'a'.repeat(64), size: 48_213_504 },
-        ]),
-      ),
-    };
-    const bytes = serializeManifest(signManifest(signed, [parsePrivateKey(pair.privateKeyPem)]));
-    await new FolderStore(storeDir).write(storeKeys.manifest('stable'), bytes);
-    const manifestFile = join(dir, 'manifest.json');
-    await writeFile(manifestFile, bytes);
+    const fixture = await prepareServerBenchFixture(dir);
+    const server = await startBenchServer(fixture, join(dir, 'server.log'));
+    children.push(server.child);
+    const plain = await startPlainBaseline(fixture.manifestFile);
+    children.push(plain.child);
 
-    const dbPath = join(dir, 'fleet.sqlite');
-    const fleet = new SqliteFleetStore(dbPath);
-    const token = generateToken();
-    await fleet.createToken({ id: token.id, role: 'worker', pool: 'bench', secretSha256: token.secretSha256, label: null, createdAt: new Date(), revokedAt: null });
-    await fleet.setPoolPolicy('bench', { auto_update: true }, { at: new Date(), byTokenId: token.id });
-    await fleet.close();
-
-    // The server under test, from source, logging JSON lines to a file as in production.
-    const logPath = join(dir, 'server.log');
-    const logFd = openSync(logPath, 'a');
-    const server = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'src/server/main.ts', 'serve', '--host', '127.0.0.1', '--port', '0', '--store', storeDir, '--db', dbPath,
-        '--release-key', pair.publicKeyBase64, '--rate-limit-max', '100000000'],
-      { stdio: ['ignore', logFd, 'inherit'] },
-    );
-    closeSync(logFd);
-    children.push(server);
-    const serverUrl = String((await waitForLogLine(logPath, 'server_listening'))['url']);
-
-    const plain = spawn(process.execPath, ['--import', 'tsx', 'bench/server-plain-baseline.ts', manifestFile], { stdio: ['ignore', 'pipe', 'inherit'] });
-    children.push(plain);
-    const plainUrl = (await waitForLine(plain, (line) => line.startsWith('http://'))).trim();
-
-    const etag = (await fetch(`${plainUrl}/`)).headers.get('etag')!;
+    const etag = (await fetch(`${plain.url}/`)).headers.get('etag')!;
     const latestPath = '/api/worker-updates/latest?channel=stable&platform=linux-x64&worker_id=bench-1&current_version=1.3.0';
-    const auth = { authorization: `Bearer ${token.token}` };
+    const auth = { authorization: `Bearer ${fixture.workerToken}` };
 
-    // Warm both up (JIT, caches), then measure each in turn.
-    await run({ url: `${serverUrl}${latestPath}`, headers: auth, duration: 2 });
-    await run({ url: `${plainUrl}${latestPath}`, duration: 2 });
+    // Warm both up (JIT, caches) before anything is measured.
+    await autocannon({ url: `${server.url}${latestPath}`, headers: auth, connections, duration: 2 });
+    await autocannon({ url: `${plain.url}${latestPath}`, connections, duration: 2 });
 
-    // Rounds alternate plain and ours so that load from elsewhere on the machine hits both alike;
-    // the figure per side is the median of its rounds.
-    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-    const rows: Array<{ name: string; ours: number; plain: number }> = [];
+    console.log(`bytebiota-server benchmark: ${rounds} alternating rounds of ${durationSeconds}s per side, ${connections} connections, loopback`);
     for (const variant of [
-      { name: 'latest 200', headers: {} as Record<string, string> },
-      { name: 'latest 304', headers: { 'if-none-match': etag } },
+      { name: 'latest 200', status: 200, headers: {} as Record<string, string> },
+      { name: 'latest 304', status: 304, headers: { 'if-none-match': etag } },
     ]) {
-      const oursRounds: number[] = [];
-      const plainRounds: number[] = [];
+      const ours: Measured[] = [];
+      const baseline: Measured[] = [];
+      const loads: string[] = [];
       for (let round = 0; round < rounds; round += 1) {
-        plainRounds.push((await run({ url: `${plainUrl}${latestPath}`, headers: variant.headers })).requests.average);
-        const ours = await run({ url: `${serverUrl}${latestPath}`, headers: { ...auth, ...variant.headers } });
-        if (ours.errors > 0 || (variant.name.endsWith('200') && ours.non2xx > 0)) {
-          throw new Error(`${ours.errors} errors, ${ours.non2xx} non-2xx answers from the server`);
+        loads.push(load());
+        baseline.push(await measure(plain.child, { url: `${plain.url}${latestPath}`, headers: variant.headers }));
+        const measured = await measure(server.child, { url: `${server.url}${latestPath}`, headers: { ...auth, ...variant.headers } });
+        const answered = measured.result.statusCodeStats?.[String(variant.status)]?.count ?? 0;
+        if (measured.result.errors > 0 || answered !== measured.result.requests.total) {
+          throw new Error(`${variant.name}: ${measured.result.errors} errors, ${measured.result.requests.total - answered} answers other than ${variant.status}`);
         }
-        oursRounds.push(ours.requests.average);
+        ours.push(measured);
       }
-      rows.push({ name: variant.name, ours: median(oursRounds), plain: median(plainRounds) });
+      const oursRate = median(ours.map((m) => m.requestsPerSecond));
+      const plainRate = median(baseline.map((m) => m.requestsPerSecond));
+      const oursCpu = ours.every((m) => m.cpuMicrosecondsPerRequest !== null) ? median(ours.map((m) => m.cpuMicrosecondsPerRequest!)) : null;
+      const plainCpu = baseline.every((m) => m.cpuMicrosecondsPerRequest !== null) ? median(baseline.map((m) => m.cpuMicrosecondsPerRequest!)) : null;
+      console.log(
+        `${variant.name.padEnd(11)} server ${oursRate.toFixed(0).padStart(6)} req/s${cpuText(oursCpu)}   plain node:http ${plainRate.toFixed(0).padStart(6)} req/s${cpuText(plainCpu)}   ratio ${(oursRate / plainRate).toFixed(2)} (goal >= 0.80)   load ${loads.join(' ')}`,
+      );
     }
+    await stopChild(server.child);
 
     const report = JSON.stringify({
       worker_id: 'bench-1',
@@ -144,28 +115,36 @@ async function main(): Promise<void> {
       platform: 'linux-x64',
       correlation_id: 'bench',
     });
-    const reports = await run({
-      url: `${serverUrl}/api/worker-updates/report`,
-      method: 'POST',
-      headers: { ...auth, 'content-type': 'application/json' },
-      body: report,
-    });
-    const stored = new Database(dbPath, { readonly: true });
-    const storedReports = (stored.prepare('SELECT COUNT(*) AS n FROM update_events').get() as { n: number }).n;
-    stored.close();
-    if (reports.non2xx > 0) throw new Error(`${reports.non2xx} reports were not accepted`);
-
-    console.log(`bytebiota-server benchmark: ${rounds} alternating rounds of ${durationSeconds}s, ${connections} connections, loopback; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-    for (const row of rows) {
+    for (const dbSync of ['full', 'normal']) {
+      const countRows = () => {
+        const reader = new Database(fixture.dbPath, { readonly: true });
+        try {
+          return (reader.prepare('SELECT COUNT(*) AS n FROM update_events').get() as { n: number }).n;
+        } finally {
+          reader.close();
+        }
+      };
+      const rowsBefore = countRows();
+      const ingest = await startBenchServer(fixture, join(dir, `server-${dbSync}.log`), ['--db-sync', dbSync]);
+      children.push(ingest.child);
+      const startLoad = load();
+      const measured = await measure(ingest.child, {
+        url: `${ingest.url}/api/worker-updates/report`,
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: report,
+        connections: reportConnections,
+      });
+      await stopChild(ingest.child);
+      const accepted = measured.result.statusCodeStats?.['202']?.count ?? 0;
+      const stored = countRows() - rowsBefore;
+      if (accepted !== measured.result.requests.total) throw new Error(`${measured.result.requests.total - accepted} reports were not accepted`);
       console.log(
-        `${row.name.padEnd(12)} server ${row.ours.toFixed(0).padStart(7)} req/s   plain node:http ${row.plain.toFixed(0).padStart(7)} req/s   ratio ${(row.ours / row.plain).toFixed(2)} (goal >= 0.80)`,
+        `reports --db-sync ${dbSync.padEnd(6)} ${measured.requestsPerSecond.toFixed(0)} req/s, p50 ${measured.result.latency.p50} ms, p99 ${measured.result.latency.p99} ms${cpuText(measured.cpuMicrosecondsPerRequest)} (goal >= 5000 req/s, p99 < 50 ms); ${reportConnections} connections; ${accepted} acknowledged, ${stored} rows stored (in-flight ones at the end are stored too); load ${startLoad}`,
       );
     }
-    console.log(
-      `reports      ${reports.requests.average.toFixed(0)} req/s ingested durably, p50 ${reports.latency.p50} ms, p99 ${reports.latency.p99} ms (goal >= 5000 req/s, p99 < 50 ms); ${storedReports} rows in the database`,
-    );
   } finally {
-    for (const child of children) await stop(child);
+    for (const child of children) await stopChild(child);
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -22,7 +22,12 @@ export interface ServeConfig {
   rateLimitWindowSeconds: number;
   bodyLimitBytes: number;
   logLevel: string;
+  /** SQLite durability of an acknowledged write: `full` (power loss) or `normal` (process crash). */
+  dbSync: DbSync;
 }
+
+export const DB_SYNC_MODES = ['full', 'normal'] as const;
+export type DbSync = (typeof DB_SYNC_MODES)[number];
 
 type Kind = 'string' | 'list' | { min: number; max: number };
 
@@ -89,6 +94,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 64 * 1024,
   },
   { field: 'logLevel', flag: 'log-level', env: 'BYTEBIOTA_LOG_LEVEL', fileKey: 'log_level', kind: 'string', default: 'info' },
+  { field: 'dbSync', flag: 'db-sync', env: 'BYTEBIOTA_DB_SYNC', fileKey: 'db_sync', kind: 'string', default: 'full' },
 ];
 
 /** Values as commander parsed them: strings, or string arrays for repeatable flags. */
@@ -135,6 +141,9 @@ function convert(setting: Setting, raw: unknown, source: string): string | numbe
     if (typeof raw !== 'string' || raw.trim() === '') throw new UsageError(`${where}: expected a non-empty string`);
     if (setting.field === 'logLevel' && !LOG_LEVELS.includes(raw)) {
       throw new UsageError(`${where}: log level must be one of ${LOG_LEVELS.join(', ')}`);
+    }
+    if (setting.field === 'dbSync' && !(DB_SYNC_MODES as readonly string[]).includes(raw)) {
+      throw new UsageError(`${where}: must be one of ${DB_SYNC_MODES.join(', ')}`);
     }
     return raw;
   }

@@ -84,7 +84,6 @@ export interface DownloadResult {
 export const DEFAULT_HEADERS_TIMEOUT_MS = 30_000;
 export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 60_000;
 export const DEFAULT_TOTAL_TIMEOUT_MS = 900_000;
-const BODY_HIGH_WATER_MARK_BYTES = 1024 * 1024;
 
 export function sidecarPathOf(partialPath: string): string {
   return `${partialPath}.json`;
@@ -174,8 +173,8 @@ function failDownload(message: string, cause?: unknown): UpdateError {
  * 1. keep the bytes of an earlier attempt when the sidecar describes the same artifact, re-hashing them;
  * 2. check free space for the rest plus a reserve (disk_full before a byte is written);
  * 3. GET, with `Range: bytes=N-` and `If-Range` when resuming; a 200 means the file changed: start over;
- * 4. stream to disk, hashing every byte on a second thread as it passes (HashingWriter), never
- *    holding more than a few fixed buffers of the body in memory, cut off past `size`;
+ * 4. stream to disk in large batched writes, hashing every byte as it passes (HashingWriter),
+ *    never holding more than a few MiB of the body in memory, cut off past `size`;
  * 5. compare size and SHA-256; a mismatch deletes the partial.
  * A dropped connection keeps the partial and its sidecar for the next attempt (download_failed).
  */
@@ -183,7 +182,7 @@ export async function downloadArtifact(req: DownloadRequest): Promise<DownloadRe
   await mkdir(dirname(req.partialPath), { recursive: true });
   // Step 1: what can be kept from an earlier attempt.
   const resumable = await resumableState(req);
-  // The hashing thread starts here; its start-up overlaps the request. It ends on every path.
+  // The writer owns the hash and the open partial file; it is closed on every path.
   const writer = new HashingWriter();
   try {
     return await downloadWith(writer, req, resumable);
@@ -230,8 +229,6 @@ async function downloadWith(
       dispatcher: req.dispatcher,
       headersTimeout: req.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
       bodyTimeout: req.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS,
-      // Larger body buffering than the 64 KiB default: fewer pauses of the parser per MiB.
-      highWaterMark: BODY_HIGH_WATER_MARK_BYTES,
     });
   } catch (err) {
     throw failDownload(`could not fetch ${req.url}: ${errorMessage(err)}${overDeadline()}`, err);
@@ -247,7 +244,7 @@ async function downloadWith(
   if (statusCode === 200 && offset > 0) {
     // The validator no longer matched (a new file under the same URL): the kept bytes are stale.
     offset = 0;
-    await writer.resetHash();
+    writer.resetHash();
   } else if (statusCode === 206) {
     const match = CONTENT_RANGE.exec(headerValue(responseHeaders, 'content-range') ?? '');
     if (!match) return refuse(failDownload(`${req.url} answered 206 without a valid Content-Range`), true);

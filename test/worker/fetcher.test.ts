@@ -2,12 +2,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, stat, writeFile, access } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, writeFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { UpdateError, type ReasonCode } from '../../src/protocol/reason-codes.js';
 import { downloadArtifact, sidecarPathOf, terminalProgressBar, type DownloadRequest } from '../../src/worker/fetcher.js';
+import { WRITE_BATCH_BYTES, type OpenPartialFile } from '../../src/worker/hashing-writer.js';
 import { makeTempDir, sha256Hex } from '../helpers/engine-fixtures.js';
 import { startEngineUpdateServer, type EngineUpdateServer } from '../helpers/engine-update-server.js';
 
@@ -219,7 +220,7 @@ describe('downloadArtifact', () => {
         ? {}
         : {
             openPartialFile: async () => ({
-              write: async () => {
+              writev: async () => {
                 throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
               },
               close: async () => undefined,
@@ -231,6 +232,101 @@ describe('downloadArtifact', () => {
       if (mounted) await execFileAsync('umount', [mountPoint]);
     }
   });
+
+  /** An artifact spanning several write batches, ending mid-batch. */
+  const large = randomBytes(3 * WRITE_BATCH_BYTES + 12_345);
+  const setupLarge = (overrides: Partial<DownloadRequest> = {}) =>
+    setup({ sha256: sha256Hex(large), size: large.length, ...overrides }, large);
+
+  /** The real file, behind a writev that fails with `code` on the call for which `failWhen` is true. */
+  const failingWrites =
+    (code: string, failWhen: (call: number, bytesBefore: number, bytesInCall: number) => boolean): OpenPartialFile =>
+    async (path, flags) => {
+      const handle = await open(path, flags);
+      let calls = 0;
+      let bytesBefore = 0;
+      return {
+        writev: async (buffers) => {
+          calls += 1;
+          const bytesInCall = buffers.reduce((sum, buffer) => sum + buffer.length, 0);
+          if (failWhen(calls, bytesBefore, bytesInCall)) throw Object.assign(new Error(`${code}: injected, writev`), { code, syscall: 'write' });
+          const result = await handle.writev(buffers);
+          bytesBefore += result.bytesWritten;
+          return result;
+        },
+        close: () => handle.close(),
+      };
+    };
+
+  test('an artifact of several write batches, chunked, arrives whole and verified', async () => {
+    const req = setupLarge();
+    server.artifacts.get(req.path)!.chunked = true;
+    const result = await downloadArtifact(req);
+    assert.deepEqual(await readFile(result.path), large);
+    assert.equal(result.verified.sha256, sha256Hex(large));
+    assert.equal(result.fetchedBytes, large.length);
+  });
+
+  test('short writes are continued until every byte is on disk', async () => {
+    const req = setupLarge();
+    let calls = 0;
+    const result = await downloadArtifact({
+      ...req,
+      openPartialFile: async (path, flags) => {
+        const handle = await open(path, flags);
+        return {
+          // At most 1000 bytes per call, often ending inside a buffer.
+          writev: async (buffers) => {
+            calls += 1;
+            const first = buffers[0]!;
+            return handle.writev([first.subarray(0, Math.min(first.length, 1000))]);
+          },
+          close: () => handle.close(),
+        };
+      },
+    });
+    assert.deepEqual(await readFile(result.path), large);
+    assert.ok(calls >= Math.ceil(large.length / 1000));
+  });
+
+  test('a connection dropped mid-batch keeps every byte received (the queued batch is written out)', async () => {
+    const req = setupLarge();
+    const dropAfter = 2 * WRITE_BATCH_BYTES + 500_000;
+    server.artifacts.get(req.path)!.dropAfterBytes = dropAfter;
+    await assert.rejects(downloadArtifact({ ...req, onProgress: dropAt(dropAfter) }), isCode('download_failed'));
+    assert.equal((await stat(req.partialPath)).size, dropAfter);
+    assert.deepEqual(await readFile(req.partialPath), large.subarray(0, dropAfter));
+
+    const result = await downloadArtifact(req);
+    assert.equal(result.resumedFromBytes, dropAfter);
+    assert.equal(requestsTo(req.path)[1]!.headers['range'], `bytes=${dropAfter}-`);
+    assert.deepEqual(await readFile(result.path), large);
+  });
+
+  const localFailures: Array<{ name: string; code: ReasonCode; openPartialFile: OpenPartialFile }> = [
+    { name: 'ENOSPC on a later write', code: 'disk_full', openPartialFile: failingWrites('ENOSPC', (call) => call === 2) },
+    { name: 'EIO on the first write', code: 'download_failed', openPartialFile: failingWrites('EIO', (call) => call === 1) },
+    {
+      name: 'EIO on the write that completes the file',
+      code: 'download_failed',
+      openPartialFile: failingWrites('EIO', (_call, before, inCall) => before + inCall === large.length),
+    },
+    {
+      name: 'the partial file cannot be opened',
+      code: 'download_failed',
+      openPartialFile: async () => {
+        throw Object.assign(new Error('EACCES: injected, open'), { code: 'EACCES', syscall: 'open' });
+      },
+    },
+  ];
+  for (const row of localFailures) {
+    test(`a local failure is ${row.code} and removes the partial and its sidecar: ${row.name}`, async () => {
+      const req = setupLarge({ openPartialFile: row.openPartialFile });
+      await assert.rejects(downloadArtifact(req), isCode(row.code));
+      assert.equal(await exists(req.partialPath), false);
+      assert.equal(await exists(sidecarPathOf(req.partialPath)), false);
+    });
+  }
 
   test('the terminal progress bar redraws at most every 100 ms and ends with a newline', () => {
     let text = '';

@@ -39,7 +39,7 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
   }
   let fleet: FleetStore;
   try {
-    fleet = openFleetStore(config.db);
+    fleet = openFleetStore(config.db, { synchronous: config.dbSync });
   } catch (err) {
     if (err instanceof CodedError && err.code !== 'usage') throw new UsageError(err.message);
     throw err;
@@ -96,6 +96,7 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
         release_keys: releaseKeys.map((key) => key.keyid),
         release_key_threshold: config.releaseKeyThreshold,
         cache_ttl_s: config.cacheTtlSeconds,
+        db_sync: config.dbSync,
       },
       `listening on ${url}`,
     );

@@ -117,10 +117,19 @@ export function migrate(db: Database, migrations: readonly Migration[] = MIGRATI
   return done;
 }
 
+export interface SqliteFleetStoreOptions {
+  /**
+   * `full` (the default): every commit fsyncs the WAL, so a report answered with 202 survives
+   * kill -9 and power loss alike. `normal`: commits are not fsynced (the WAL is, at each
+   * checkpoint), so an acknowledged write survives the server process crashing or being killed
+   * but not the machine losing power (docs/server.md, "Durability"). `--db-sync`.
+   */
+  synchronous?: 'full' | 'normal';
+}
+
 /**
- * The embedded fleet store. Journal mode WAL with `synchronous=FULL`: every commit fsyncs the
- * WAL, so a report answered with 202 survives kill -9 and power loss alike. Group commit
- * (WriteBatcher) amortises that fsync over all the writes of one event-loop turn.
+ * The embedded fleet store, in journal mode WAL. Group commit (WriteBatcher) puts many writes
+ * in one transaction and so amortises the commit's fsync over them.
  */
 export class SqliteFleetStore implements FleetStore {
   readonly kind = 'sqlite';
@@ -141,12 +150,15 @@ export class SqliteFleetStore implements FleetStore {
     authEpoch: Statement;
   };
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    options: SqliteFleetStoreOptions = {},
+  ) {
     try {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
       this.db = new BetterSqlite3(path);
       this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
+      this.db.pragma(options.synchronous === 'normal' ? 'synchronous = NORMAL' : 'synchronous = FULL');
       this.db.pragma('busy_timeout = 5000');
       this.db.pragma('foreign_keys = ON');
     } catch (err) {

@@ -1,17 +1,13 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { HttpError } from '../http-error.js';
-import { bearerToken, tokenIdOf, tokenMatches } from '../tokens.js';
+import { bearerToken, hashToken, tokenIdOf, tokenMatches } from '../tokens.js';
 import type { AuthContext } from '../types.js';
 
 export interface AuthOptions {
   /** When set, GET /metrics needs `Authorization: Bearer <this>`. */
   metricsToken?: string | undefined;
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
 }
 
 /**
@@ -24,7 +20,7 @@ function sha256(text: string): Buffer {
 export const authPlugin = fp<AuthOptions>(
   async (app, options) => {
     app.decorateRequest('auth', null);
-    const metricsTokenHash = options.metricsToken ? sha256(options.metricsToken) : null;
+    const metricsTokenHash = options.metricsToken ? hashToken(options.metricsToken) : null;
 
     async function authenticate(request: FastifyRequest): Promise<AuthContext> {
       const token = bearerToken(request.headers.authorization);
@@ -44,7 +40,7 @@ export const authPlugin = fp<AuthOptions>(
         if (metricsTokenHash === null) return;
         const token = bearerToken(request.headers.authorization);
         if (token === null) throw new HttpError(401, 'unauthorized', 'the metrics endpoint needs its bearer token');
-        if (!timingSafeEqual(sha256(token), metricsTokenHash)) {
+        if (!timingSafeEqual(hashToken(token), metricsTokenHash)) {
           throw new HttpError(401, 'invalid_token', 'the metrics token is not valid');
         }
         return;
