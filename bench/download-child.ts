@@ -1,23 +1,33 @@
 /**
  * One download in its own process, for the memory measurement of `npm run bench:download`:
  * downloads, verifies and stages an artifact, then prints one JSON line with its peak RSS.
- * Usage: download-child <url> <size> <sha256> <version> <install-root>
+ * Usage: download-child <url> <size> <sha256> <version> <install-root>, with the worker token
+ * in BYTEBIOTA_WORKER_TOKEN (sent as the bearer token, as the worker does).
  */
 import { readFile } from 'node:fs/promises';
+import { currentPlatform } from '../src/protocol/platform.js';
 import { downloadArtifact } from '../src/worker/fetcher.js';
 import { installLayout } from '../src/worker/install-layout.js';
 import { stageVersion } from '../src/worker/installer.js';
 import { partialDownloadPath } from '../src/worker/updater.js';
 
 const [url, sizeText, sha256, version, root] = process.argv.slice(2);
-if (!url || !sizeText || !sha256 || !version || !root) {
-  console.error('usage: download-child <url> <size> <sha256> <version> <install-root>');
+const token = process.env['BYTEBIOTA_WORKER_TOKEN'];
+if (!url || !sizeText || !sha256 || !version || !root || !token) {
+  console.error('usage: BYTEBIOTA_WORKER_TOKEN=<token> download-child <url> <size> <sha256> <version> <install-root>');
   process.exit(2);
 }
 const size = Number(sizeText);
-const layout = installLayout(root, 'linux-x64');
+const platform = currentPlatform();
+const layout = installLayout(root, platform);
 const startedMs = performance.now();
-const { path, verified } = await downloadArtifact({ url, partialPath: partialDownloadPath(layout, version, 'linux-x64'), sha256, size });
+const { path, verified } = await downloadArtifact({
+  url,
+  partialPath: partialDownloadPath(layout, version, platform),
+  sha256,
+  size,
+  headers: { authorization: `Bearer ${token}` },
+});
 await stageVersion({ layout, sourcePath: path, version, sha256, size, moveSource: true, verified });
 const elapsedMs = performance.now() - startedMs;
 
