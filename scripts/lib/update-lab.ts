@@ -143,11 +143,12 @@ export class UpdateLab {
   }
 
   /**
-   * An executable that passes the install self-test (`--version --json` names its version) but
-   * exits with an error as soon as it is started to work: what a broken build looks like.
+   * An executable that passes the install self-test (`--version --json` names its version) but,
+   * started to work, exits with an error at once (`crash`) or never becomes ready (`hang`): what
+   * a broken build looks like.
    */
-  async brokenWorker(version: string): Promise<string> {
-    const path = join(this.dir, `broken-worker-${version}`);
+  async brokenWorker(version: string, failure: 'crash' | 'hang' = 'crash'): Promise<string> {
+    const path = join(this.dir, `broken-worker-${version}-${failure}`);
     const info = JSON.stringify({ version, commit: 'broken', built_at: '2026-01-01T00:00:00Z', platform: this.platform });
     await writeFile(
       path,
@@ -157,8 +158,9 @@ export class UpdateLab {
         `  if [ "$2" = "--json" ]; then echo '${info}'; else echo 'bytebiota-worker ${version}'; fi`,
         '  exit 0',
         'fi',
-        `echo 'bytebiota-worker ${version}: fatal: cannot load simulation core' >&2`,
-        'exit 70',
+        ...(failure === 'crash'
+          ? [`echo 'bytebiota-worker ${version}: fatal: cannot load simulation core' >&2`, 'exit 70']
+          : [`echo 'bytebiota-worker ${version}: waiting on a lock that never frees' >&2`, 'exec sleep 3600']),
         '',
       ].join('\n'),
     );
@@ -204,10 +206,10 @@ export class UpdateLab {
     };
   }
 
-  /** Start `supervise` from the install root's current version, as a service manager would. */
+  /** Start `supervise` from the install root's launcher (the last proven version), as a service manager would. */
   startSupervisor(name: string, options: WorkerOptions & { ownProcessGroup?: boolean }): ManagedProcess {
     const { args, env } = this.workerInvocation(options);
-    const executable = join(options.installRoot, 'current', 'bytebiota-worker');
+    const executable = join(options.installRoot, 'launcher', 'bytebiota-worker');
     const supervise = ['supervise', ...args, '--health-window', String(options.healthWindowSeconds ?? 15)];
     return this.track(
       new ManagedProcess(name, executable, supervise, {

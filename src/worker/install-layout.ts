@@ -25,6 +25,12 @@ export interface InstallLayout {
   lockPath: string;
   currentPointer: string;
   previousPointer: string;
+  /**
+   * What the service manager starts (`launcher/bytebiota-worker supervise`): the last version
+   * that passed a health watch. It moves only after a success, so a new version that crashes at
+   * once can never be the supervisor that must roll it back, even after a power cut mid-watch.
+   */
+  launcherPointer: string;
   platform: string;
   /**
    * How `current` and `previous` are stored: a relative symlink, or (on Windows, where creating
@@ -62,6 +68,7 @@ export function installLayout(root: string, platform: string = currentPlatform()
     lockPath: join(root, 'update.lock'),
     currentPointer: join(root, 'current'),
     previousPointer: join(root, 'previous'),
+    launcherPointer: join(root, 'launcher'),
     platform,
     pointerKind: platform.startsWith('win32-') ? 'file' : 'symlink',
     versionDir,

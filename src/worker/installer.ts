@@ -307,12 +307,14 @@ export async function installExecutable(layout: InstallLayout, executablePath: s
     const { sha256, size } = await sha256OfFile(executablePath);
     await stageVersion({ layout, sourcePath: executablePath, version, sha256, size });
     await switchCurrent(layout, version);
+    // An installed version is trusted by the operator who installed it: it is what starts.
+    await writePointer(layout, 'launcher', version);
   } finally {
     await release();
   }
 }
 
-const POINTER_TEMP = /^\.(current|previous|state\.json)\.[0-9a-f]+\.tmp$/;
+const POINTER_TEMP = /^\.(current|previous|launcher|state\.json)\.[0-9a-f]+\.tmp$/;
 
 /**
  * At supervisor start, clear what a crash may have left half done: staging dirs and stray temp

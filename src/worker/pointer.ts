@@ -5,7 +5,7 @@ import { CodedError, isErrnoCode } from '../shared/errors.js';
 import { isValidVersion } from '../protocol/version.js';
 import type { InstallLayout } from './install-layout.js';
 
-export type PointerName = 'current' | 'previous';
+export type PointerName = 'current' | 'previous' | 'launcher';
 
 /** A pointer whose content is not a version we could have written: never guessed around. */
 export class PointerError extends CodedError<'pointer_invalid'> {
@@ -15,6 +15,7 @@ export class PointerError extends CodedError<'pointer_invalid'> {
 }
 
 function pointerPath(layout: InstallLayout, which: PointerName): string {
+  if (which === 'launcher') return layout.launcherPointer;
   return which === 'current' ? layout.currentPointer : layout.previousPointer;
 }
 

@@ -18,7 +18,7 @@ import { installLayout } from './install-layout.js';
 import { isCompleteVersion, recoverInstallRoot, rollbackToPrevious, switchCurrent } from './installer.js';
 import { serveMetrics, WorkerMetrics, type MetricsServer } from './metrics.js';
 import { EXIT_CODES } from './policy.js';
-import { readPointer } from './pointer.js';
+import { readPointer, writePointer } from './pointer.js';
 import { ReportQueue } from './report-queue.js';
 import { loadState, updateState, type WorkerStateFile } from './state.js';
 import { isUpdateEventMessage, UpdateTelemetry } from './telemetry.js';
@@ -257,6 +257,10 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
         break;
       }
       let watch = state.pending_watch ?? null;
+      if (!watch && (await readPointer(layout, 'launcher')) === null) {
+        // An install root from before the launcher pointer: current, not under watch, is proven.
+        await writePointer(layout, 'launcher', current);
+      }
       if (watch && watch.to_version !== current) {
         // The supervisor stopped after recording the watch but before the switch: nothing changed.
         log.warn({ event: 'worker_update_switch_not_done', correlation_id: watch.correlation_id, to_version: watch.to_version, current }, 'the recorded switch never happened; running current');
@@ -276,6 +280,8 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
       if (watch) {
         const outcome = await watchHealth(running.process, running.exited, healthWindowMs);
         if (outcome.kind === 'ready') {
+          // The version proved itself: from now on it is what the service manager starts.
+          await writePointer(layout, 'launcher', watch.to_version);
           await updateState(layout, (s) => {
             delete s.pending_watch;
           });

@@ -232,13 +232,13 @@ function outputSummary(worker: ManagedProcess): string {
 
 /**
  * Where a refused update may leave traces in the install root: its own working folders, the
- * state file, and the version that was installed before. Anything else is a file the attack
+ * state file, the installed version and its pointers. Anything else is a file the attack
  * got the worker to write.
  */
 function isAllowedInstallRootPath(path: string): boolean {
   const top = path.split('/')[0]!;
   if (['tmp', 'reports', 'work', 'logs'].includes(top)) return true;
-  if (path === 'state.json' || path === 'current') return true;
+  if (path === 'state.json' || path === 'current' || path === 'launcher') return true;
   return ['versions', `versions/${RUNNING_VERSION}`, `versions/${RUNNING_VERSION}/bytebiota-worker`, `versions/${RUNNING_VERSION}/.complete`].includes(path);
 }
 

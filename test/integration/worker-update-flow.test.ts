@@ -73,6 +73,7 @@ describe('worker update flow', { concurrency: 3 }, () => {
     assert.equal(success['from_version'], '1.0.0');
     assert.equal(await currentVersion(root), '1.1.0');
     assert.equal((await readlink(join(root, 'previous'))).split('/').pop(), '1.0.0');
+    assert.equal((await readlink(join(root, 'launcher'))).split('/').pop(), '1.1.0', 'the launcher moves once the version proved itself');
     await assertRuns(root, '1.1.0');
 
     const broken = await lab.brokenWorker('1.2.0');
@@ -104,6 +105,32 @@ describe('worker update flow', { concurrency: 3 }, () => {
     const metrics = await lab.metricsText();
     assert.ok(sample(metrics, 'worker_update_success_total', { channel: 'stable', to_version: '1.1.0' }) >= 1);
     await worker.stop();
+  });
+
+  test('a power cut while a broken version is watched: the service restarts the proven launcher, which rolls back', async () => {
+    const channel = 'power-cut';
+    await lab.publish('1.0.0', v100, { channel });
+    const token = await lab.createToken('worker', 'power-cut');
+    await lab.setPoolPolicy('power-cut', true);
+    const root = await installFresh('power-cut');
+    const options = { installRoot: root, token, channel, checkIntervalSeconds: 1, healthWindowSeconds: 6, ownProcessGroup: true };
+    const first = lab.startSupervisor('power-cut', options);
+    await event(first, 'worker_ready');
+
+    await lab.publish('1.3.0', await lab.brokenWorker('1.3.0', 'hang'), { channel });
+    await event(first, 'worker_update_switched', (line) => line['to_version'] === '1.3.0');
+    await first.killGroup();
+    // The cut came mid-watch: current names the broken version; launcher still names the proven one.
+    assert.equal(await currentVersion(root), '1.3.0');
+    assert.equal((await readlink(join(root, 'launcher'))).split('/').pop(), '1.0.0');
+
+    const second = lab.startSupervisor('power-cut-restart', options);
+    const rollback = await event(second, 'worker_update_rollback', (line) => line['to_version'] === '1.3.0');
+    assert.equal(rollback['reason'], 'health_check_failed');
+    await event(second, 'worker_ready', () => true, second.events.indexOf(rollback));
+    assert.equal(await currentVersion(root), '1.0.0');
+    await assertRuns(root, '1.0.0');
+    await second.killGroup();
   });
 
   test('a checksum mismatch leaves the worker on its version, and the reason reaches the report and /metrics', async () => {
