@@ -272,10 +272,14 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
         log.info({ event: 'worker_update_watch', correlation_id: watch.correlation_id, to_version: watch.to_version, health_window_ms: healthWindowMs }, 'watching the new version');
       }
 
+      // A stop signal may have come during the awaits above, when there was no child to forward it to.
+      if (stopping) break;
       const requestedWithForce = forceUpdateNext;
       const running = await startChild(current, { forceUpdate: forceUpdateNext, watched: watch !== null });
       forceUpdateNext = false;
       child = running;
+      // Or while the child was being started: it must get the SIGTERM the others got.
+      if (stopping) void stopChild(running);
 
       if (watch) {
         const outcome = await watchHealth(running.process, running.exited, healthWindowMs);
