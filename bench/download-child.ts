@@ -1,6 +1,7 @@
 /**
- * One download in its own process, for the memory measurement of `npm run bench:download`:
- * downloads, verifies and stages an artifact, then prints one JSON line with its peak RSS.
+ * One download in its own process, as a worker does it, for `npm run bench:download`: downloads,
+ * verifies and stages an artifact, then prints one JSON line with the time of each step, the CPU
+ * time the process spent on them and its peak RSS.
  * Usage: download-child <url> <size> <sha256> <version> <install-root>, with the worker token
  * in BYTEBIOTA_WORKER_TOKEN (sent as the bearer token, as the worker does).
  */
@@ -21,6 +22,7 @@ const size = Number(sizeText);
 const platform = currentPlatform();
 const layout = installLayout(root, platform);
 const startedMs = performance.now();
+const cpuBefore = process.cpuUsage();
 const { path, verified } = await downloadArtifact({
   url,
   partialPath: partialDownloadPath(layout, version, platform),
@@ -28,8 +30,10 @@ const { path, verified } = await downloadArtifact({
   size,
   headers: { authorization: `Bearer ${token}` },
 });
+const downloadedMs = performance.now();
 await stageVersion({ layout, sourcePath: path, version, sha256, size, moveSource: true, verified });
 const elapsedMs = performance.now() - startedMs;
+const cpu = process.cpuUsage(cpuBefore);
 
 /** VmHWM is the kernel's record of the peak resident set; maxRSS is the same from getrusage. */
 async function vmHwmKiB(): Promise<number | null> {
@@ -40,4 +44,13 @@ async function vmHwmKiB(): Promise<number | null> {
     return null;
   }
 }
-console.log(JSON.stringify({ elapsedMs, maxRssKiB: process.resourceUsage().maxRSS, vmHwmKiB: await vmHwmKiB() }));
+console.log(
+  JSON.stringify({
+    elapsedMs,
+    downloadMs: downloadedMs - startedMs,
+    stageMs: elapsedMs - (downloadedMs - startedMs),
+    userCpuMs: cpu.user / 1000,
+    systemCpuMs: cpu.system / 1000,
+    maxRssKiB: process.resourceUsage().maxRSS, vmHwmKiB: await vmHwmKiB(),
+  }),
+);

@@ -9,6 +9,8 @@ declare module 'autocannon' {
       method?: string;
       headers?: Record<string, string>;
       body?: string;
+      /** Requests per second from all connections together (latency corrected for coordinated omission). */
+      overallRate?: number;
     }
     interface Histogram {
       average: number;

@@ -117,16 +117,33 @@ export async function startBenchServer(
   return { child, url };
 }
 
-/** The plain node:http baseline serving the same manifest bytes; see server-plain-baseline.ts. */
-export async function startPlainBaseline(manifestFile: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/server-plain-baseline.ts', manifestFile], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const reader = createInterface({ input: child.stdout! });
-  for await (const line of reader) {
-    if (line.startsWith('http://')) return { child, url: line.trim() };
+/**
+ * The plain node:http baseline serving the same manifest bytes; with `logEachRequest`, it also
+ * writes the server's per-request JSON line (to `logPath`). See server-plain-baseline.ts.
+ */
+export async function startPlainBaseline(
+  manifestFile: string,
+  options: { logEachRequest?: boolean; logPath?: string } = {},
+): Promise<{ child: ChildProcess; url: string }> {
+  const logFd = options.logPath ? openSync(options.logPath, 'a') : 'ignore';
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'bench/server-plain-baseline.ts', manifestFile, ...(options.logEachRequest ? ['--log-each-request'] : [])],
+    { stdio: ['ignore', logFd, 'pipe'] },
+  );
+  if (typeof logFd === 'number') closeSync(logFd);
+  let url: string | null = null;
+  for await (const line of createInterface({ input: child.stderr! })) {
+    if (line.startsWith('http://')) {
+      url = line.trim();
+      break;
+    }
+    process.stderr.write(`${line}\n`);
   }
-  throw new Error('the plain baseline ended before it was listening');
+  if (url === null) throw new Error('the plain baseline ended before it was listening');
+  // Keep draining stderr (closing the line reader paused it), so a late warning never blocks the child.
+  child.stderr!.resume();
+  return { child, url };
 }
 
 /** SIGTERM a child and wait for it to exit. */

@@ -1,5 +1,6 @@
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import { writeFileAtomic } from '../shared/atomic-file.js';
 import { errorMessage, isErrnoCode } from '../shared/errors.js';
@@ -289,14 +290,15 @@ async function downloadWith(
   let digest: string;
   try {
     await writer.openFile(req.partialPath, offset > 0 ? 'a' : 'w', req.openPartialFile);
-    for await (const chunk of body as AsyncIterable<Buffer>) {
+    await pumpBody(body, (chunk) => {
       received += chunk.length;
       if (received > req.size) {
         throw new UpdateError('size_mismatch', `${req.url} sent more than the ${req.size} bytes the manifest signed`);
       }
-      await writer.append(chunk);
+      const waiting = writer.append(chunk);
       req.onProgress?.(received, req.size);
-    }
+      return waiting;
+    });
     digest = await writer.finish();
   } catch (err) {
     if (err instanceof UpdateError || err instanceof LocalWriteError) return failAndDiscard(err);
@@ -315,6 +317,55 @@ async function downloadWith(
   // Step 5: size and hash.
   const verified = await finish(req, digest, received);
   return { path: req.partialPath, verified, resumedFromBytes, fetchedBytes: received - resumedFromBytes };
+}
+
+/**
+ * Feed a response body's chunks to `onChunk` in order, pausing the body while a promise
+ * `onChunk` returned is pending (back-pressure). Resolves after the last chunk was taken; rejects
+ * with the body's error or with what `onChunk` threw, after which no chunk reaches it.
+ * 'data' events rather than `for await`: an async iterator costs a promise and a microtask per
+ * 64 KiB read, about a third of the receiving CPU (measured with `npm run bench:download`).
+ */
+export function pumpBody(body: Readable, onChunk: (chunk: Buffer) => Promise<void> | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let pending: Promise<void> | undefined;
+    const fail = (err: unknown): void => {
+      if (settled) return;
+      settled = true;
+      body.off('data', onData);
+      reject(err);
+    };
+    const onData = (chunk: Buffer): void => {
+      if (settled) return;
+      try {
+        pending = onChunk(chunk);
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      if (pending) {
+        body.pause();
+        pending.then(() => {
+          pending = undefined;
+          if (!settled) body.resume();
+        }, fail);
+      }
+    };
+    body.on('data', onData);
+    body.once('error', fail);
+    body.once('end', () => {
+      void Promise.resolve(pending).then(() => {
+        if (settled) return;
+        settled = true;
+        resolve();
+      }, fail);
+    });
+    // Destroyed without an error and before its end: nothing more will come.
+    body.once('close', () => {
+      if (!body.readableEnded) fail(new Error('the response body closed before its end'));
+    });
+  });
 }
 
 async function finish(req: DownloadRequest, digest: string, receivedBytes: number): Promise<VerifiedFile> {

@@ -72,16 +72,18 @@ export class HashingWriter {
   }
 
   /**
-   * Hash `chunk` and queue it for writing. When a batch is full it starts writing; if the batch
-   * before it is still being written, this waits for it first (back-pressure onto the network).
-   * Throws LocalWriteError once a write has failed.
+   * Hash `chunk` and queue it for writing. Returns nothing while the batch fills, so a socket
+   * read costs no promise. When the batch is full, returns a promise that starts its write once
+   * the batch before it was written (back-pressure: the caller pauses the body until it settles).
+   * Throws (or rejects with) LocalWriteError once a write has failed.
    */
-  async append(chunk: Buffer): Promise<void> {
+  append(chunk: Buffer): Promise<void> | undefined {
     if (this.failure) throw this.failure;
     this.hash.update(chunk);
     this.batch.push(chunk);
     this.batchBytes += chunk.length;
-    if (this.batchBytes >= WRITE_BATCH_BYTES) await this.startWrite();
+    if (this.batchBytes >= WRITE_BATCH_BYTES) return this.startWrite();
+    return undefined;
   }
 
   private async startWrite(): Promise<void> {

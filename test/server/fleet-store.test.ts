@@ -17,7 +17,7 @@ describe('SQLite fleet store', () => {
   });
   after(async () => rm(dir, { recursive: true, force: true }));
 
-  test('migrations run once, in order, and are recorded; WAL and synchronous=FULL are on', async () => {
+  test('migrations run once, in order, and are recorded; WAL is on', async () => {
     const path = join(dir, 'a.sqlite');
     const store = new SqliteFleetStore(path);
     await store.close();

@@ -143,7 +143,7 @@ describe('fleet store: cached auth reads, group commit, durability setting', () 
     }
   });
 
-  test('--db-sync selects SQLite synchronous FULL (default) or NORMAL; anything else is a usage error', async () => {
+  test('--db-sync selects flushed acknowledgements (full, the default) or not (normal); anything else is a usage error', async () => {
     const base = { store: 'store', db: 'fleet.sqlite', releaseKey: [makeReleaseKey().publicKeyBase64] };
     assert.equal(resolveServeConfig(base, {}).dbSync, 'full');
     assert.equal(resolveServeConfig({ ...base, dbSync: 'normal' }, {}).dbSync, 'normal');

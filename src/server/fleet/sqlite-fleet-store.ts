@@ -19,6 +19,7 @@ import type {
 } from './fleet-store.js';
 import { AuthReadCache } from './auth-read-cache.js';
 import { MIGRATIONS, type Migration } from './migrations/index.js';
+import { WalSyncer, type SyncFile } from './wal-syncer.js';
 import { WriteBatcher } from './write-batcher.js';
 
 export class FleetStoreError extends CodedError<'database_unavailable' | 'database_schema_newer'> {}
@@ -119,22 +120,28 @@ export function migrate(db: Database, migrations: readonly Migration[] = MIGRATI
 
 export interface SqliteFleetStoreOptions {
   /**
-   * `full` (the default): every commit fsyncs the WAL, so a report answered with 202 survives
-   * kill -9 and power loss alike. `normal`: commits are not fsynced (the WAL is, at each
-   * checkpoint), so an acknowledged write survives the server process crashing or being killed
-   * but not the machine losing power (docs/server.md, "Durability"). `--db-sync`.
+   * `full` (the default): a write is acknowledged only after the WAL holding its commit was
+   * flushed to disk (WalSyncer, off the event loop), so a report answered with 202 survives
+   * kill -9 and power loss alike. `normal`: no flush before the acknowledgement (SQLite flushes
+   * the WAL at each checkpoint), so an acknowledged write survives the server process crashing
+   * or being killed but not the machine losing power (docs/server.md, "The database").
+   * `--db-sync`.
    */
   synchronous?: 'full' | 'normal';
+  /** How a file is flushed to disk; a test seam for slow and failing disks. */
+  syncFile?: SyncFile;
 }
 
 /**
  * The embedded fleet store, in journal mode WAL. Group commit (WriteBatcher) puts many writes
- * in one transaction and so amortises the commit's fsync over them.
+ * in one transaction, and one WAL flush (WalSyncer) covers every transaction committed before it.
  */
 export class SqliteFleetStore implements FleetStore {
   readonly kind = 'sqlite';
   private readonly db: Database;
   private readonly batcher: WriteBatcher;
+  /** Null for `normal` durability and for a database in memory. */
+  private readonly syncer: WalSyncer | null;
   private readonly authCache: AuthReadCache;
   private closed = false;
   private readonly statements: {
@@ -157,8 +164,12 @@ export class SqliteFleetStore implements FleetStore {
     try {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
       this.db = new BetterSqlite3(path);
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma(options.synchronous === 'normal' ? 'synchronous = NORMAL' : 'synchronous = FULL');
+      const journalMode = this.db.pragma('journal_mode = WAL', { simple: true });
+      const flushesWal = options.synchronous !== 'normal' && journalMode === 'wal';
+      // With `full`, the WAL flush is WalSyncer's. A database that could not switch to WAL (in
+      // memory, or a file system without shared memory) keeps SQLite's own FULL.
+      this.db.pragma(options.synchronous === 'normal' || flushesWal ? 'synchronous = NORMAL' : 'synchronous = FULL');
+      this.syncer = flushesWal ? new WalSyncer(`${this.db.name}-wal`, options.syncFile) : null;
       this.db.pragma('busy_timeout = 5000');
       this.db.pragma('foreign_keys = ON');
     } catch (err) {
@@ -167,7 +178,8 @@ export class SqliteFleetStore implements FleetStore {
       });
     }
     migrate(this.db);
-    this.batcher = new WriteBatcher(this.db);
+    const syncer = this.syncer;
+    this.batcher = new WriteBatcher(this.db, syncer ? { durable: () => syncer.durable() } : {});
     this.statements = {
       upsertRegistration: this.db.prepare(`
         INSERT INTO workers (id, pool, channel, platform, version, state, registered_at, last_seen_at)
@@ -207,6 +219,8 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async ping(): Promise<void> {
+    const failure = this.syncer?.failure;
+    if (failure) throw new FleetStoreError('database_unavailable', `SQLite database ${this.path} is not durable: ${failure.message}`, { cause: failure });
     try {
       this.db.prepare('SELECT 1').get();
     } catch (err) {
@@ -353,6 +367,8 @@ export class SqliteFleetStore implements FleetStore {
     if (this.closed) return;
     this.closed = true;
     this.batcher.flush();
+    // Writers still waiting for their flush get their answer before the database goes.
+    await this.syncer?.idle();
     this.db.close();
   }
 }
