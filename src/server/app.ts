@@ -68,6 +68,7 @@ export const bytebiotaServer = fp<AppDeps>(
         cacheTtlSeconds: deps.cacheTtlSeconds,
         clock: deps.clock,
         logger: deps.logger,
+        servedSerials: deps.fleet,
       }),
     );
 

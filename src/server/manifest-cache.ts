@@ -6,6 +6,7 @@ import type { Clock } from '../shared/clock.js';
 import { errorMessage } from '../shared/errors.js';
 import type { ReleaseStore } from '../store/release-store.js';
 import type { PublicKey } from '../trust/keys.js';
+import type { FleetStore } from './fleet/fleet-store.js';
 import { verifyManifest } from '../trust/verify.js';
 
 /** A manifest that passed verification, with the exact bytes it was published as. */
@@ -31,14 +32,20 @@ export interface ManifestCacheOptions {
   logger: Logger;
   /** Most channels kept; the least recently added is dropped beyond this. */
   maxChannels?: number;
+  /** Where the highest serial served per channel is kept across restarts (the fleet store). */
+  servedSerials?: ServedSerials;
 }
+
+/** The part of the fleet store that keeps the rollback floor. */
+export type ServedSerials = Pick<FleetStore, 'highestServedSerial' | 'raiseServedSerial'>;
 
 /**
  * The channel manifests, read from the release store at most once per TTL and verified against
  * the release keys before anything is served (contract section 3). A manifest that fails
  * verification is never served: it is logged with its reason code, and the last good manifest of
- * that channel keeps being served until it expires. The serial may not go down while the server
- * runs, so a store that is rolled back to an old, validly signed manifest is refused as well.
+ * that channel keeps being served until it expires. The serial may never go down: the highest
+ * one served is kept in the fleet store, so a store that is rolled back to an old, validly signed
+ * manifest is refused as well, after a restart or after the manifest was removed for a while.
  */
 export class ManifestCache {
   private readonly entries = new Map<string, ChannelEntry>();
@@ -112,14 +119,17 @@ export class ManifestCache {
     }
     const etag = `"${createHash('sha256').update(bytes).digest('hex')}"`;
     if (entry.lastGood?.etag === etag) return;
+    const floor = await this.servedFloor(channel);
+    const highestSerial = Math.max(entry.lastGood?.signed.serial ?? 0, floor ?? 0);
     try {
       const verified = verifyManifest(bytes, {
         trustedKeys: this.options.trustedKeys,
         threshold: this.options.threshold,
         channel,
-        highestSerial: entry.lastGood?.signed.serial,
+        highestSerial: highestSerial > 0 ? highestSerial : undefined,
         now: clock.now(),
       });
+      if (floor === null || verified.signed.serial > floor) await this.raiseFloor(channel, verified.signed.serial);
       entry.lastGood = { bytes, etag, signed: verified.signed };
       logger.info(
         { event: 'manifest_loaded', channel, serial: verified.signed.serial, version: verified.signed.version, etag },
@@ -137,6 +147,33 @@ export class ManifestCache {
           err: err.message,
         },
         'manifest in the store failed verification; not serving it',
+      );
+    }
+  }
+
+  /** The persisted floor; null when there is none or it cannot be read (logged: the floor in memory still holds). */
+  private async servedFloor(channel: string): Promise<number | null> {
+    const serials = this.options.servedSerials;
+    if (!serials) return null;
+    try {
+      return await serials.highestServedSerial(channel);
+    } catch (err) {
+      this.options.logger.error(
+        { event: 'served_serial_unreadable', channel, err: errorMessage(err) },
+        'could not read the highest served serial; judging the manifest by the one in memory only',
+      );
+      return null;
+    }
+  }
+
+  /** Persist a new floor before the manifest is served. A failure is logged, not fatal: serving goes on. */
+  private async raiseFloor(channel: string, serial: number): Promise<void> {
+    try {
+      await this.options.servedSerials?.raiseServedSerial(channel, serial, this.options.clock.now());
+    } catch (err) {
+      this.options.logger.error(
+        { event: 'served_serial_unwritable', channel, serial, err: errorMessage(err) },
+        'could not record the highest served serial; it holds in memory until a restart',
       );
     }
   }

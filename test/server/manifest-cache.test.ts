@@ -3,7 +3,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { storeKeys } from '../../src/protocol/manifest.js';
 import type { ReasonCode } from '../../src/protocol/reason-codes.js';
+import { SqliteFleetStore } from '../../src/server/fleet/sqlite-fleet-store.js';
 import { ManifestCache } from '../../src/server/manifest-cache.js';
 import { fixedClock } from '../../src/shared/clock.js';
 import { createLogger } from '../../src/shared/logger.js';
@@ -154,6 +156,53 @@ describe('ManifestCache unit behaviour', () => {
     assert.equal((await cache.current('stable'))?.signed.serial, 4);
     const logged = lines.map((line) => JSON.parse(line)).find((line) => line.event === 'manifest_rejected');
     assert.equal(logged?.reason, 'manifest_fetch_failed');
+  });
+
+  test('the highest served serial is kept in the fleet store: a rolled-back store is refused after a restart and after a removal', async () => {
+    const sub = join(dir, 'floor');
+    const fleet = new SqliteFleetStore(join(dir, 'floor.sqlite'));
+    try {
+      const lines: string[] = [];
+      const open = () =>
+        new ManifestCache({
+          store: new FolderStore(sub),
+          trustedKeys: [key.publicKey],
+          threshold: 1,
+          cacheTtlSeconds: 300,
+          clock: fixedClock(SERVER_FIXTURE_NOW),
+          logger: createLogger({ name: 'test', destination: { write: (line: string) => lines.push(line) } }),
+          servedSerials: fleet,
+        });
+      const old = await publishRelease(sub, releaseFor({ serial: 3 }), [key]);
+      assert.equal((await open().current('stable'))?.signed.serial, 3);
+      await publishRelease(sub, releaseFor({ serial: 7, version: '1.5.0' }), [key]);
+      const running = open();
+      assert.equal((await running.current('stable'))?.signed.serial, 7);
+      assert.equal(await fleet.highestServedSerial('stable'), 7);
+
+      // The store is put back to serial 3; a fresh cache (a restarted server) refuses it.
+      await writeManifestBytes(sub, 'stable', old);
+      assert.equal(await open().current('stable'), null);
+      const refused = lines.map((line) => JSON.parse(line)).filter((line) => line.event === 'manifest_rejected');
+      assert.equal(refused.at(-1)?.reason, 'manifest_rollback');
+
+      // Removed, then the old one comes back: still refused by the running cache too.
+      await rm(join(sub, storeKeys.manifest('stable')), { force: true });
+      running.invalidate('stable');
+      assert.equal(await running.current('stable'), null);
+      await writeManifestBytes(sub, 'stable', old);
+      running.invalidate('stable');
+      assert.equal(await running.current('stable'), null);
+
+      // A newer serial is served and raises the floor; a lower one never lowers it.
+      await publishRelease(sub, releaseFor({ serial: 8, version: '1.5.1' }), [key]);
+      assert.equal((await open().current('stable'))?.signed.serial, 8);
+      await fleet.raiseServedSerial('stable', 2, SERVER_FIXTURE_NOW);
+      assert.equal(await fleet.highestServedSerial('stable'), 8);
+      assert.equal(await fleet.highestServedSerial('beta'), null);
+    } finally {
+      await fleet.close();
+    }
   });
 
   test('a threshold of two needs two trusted signatures', async () => {

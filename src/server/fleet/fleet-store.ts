@@ -27,6 +27,11 @@ export interface FleetStore {
   /** Workers seen since `seenSince`, counted by channel, pool and version (the fleet gauge). */
   workerCounts(seenSince: Date): Promise<WorkerCount[]>;
 
+  /** The highest manifest serial served for the channel (the server's rollback floor), or null. */
+  highestServedSerial(channel: string): Promise<number | null>;
+  /** Raise the channel's floor to `serial`; a lower serial leaves it as it is. */
+  raiseServedSerial(channel: string, serial: number, at: Date): Promise<void>;
+
   createToken(token: TokenRecord): Promise<void>;
   findToken(id: string): Promise<TokenRecord | null>;
   /** Marks the token revoked; false when no such token (or already revoked). */

@@ -155,6 +155,8 @@ export class SqliteFleetStore implements FleetStore {
     insertToken: Statement;
     revokeToken: Statement;
     authEpoch: Statement;
+    highestServedSerial: Statement;
+    raiseServedSerial: Statement;
   };
 
   constructor(
@@ -214,6 +216,11 @@ export class SqliteFleetStore implements FleetStore {
         VALUES (?, ?, ?, ?, ?, ?, ?)`),
       revokeToken: this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       authEpoch: this.db.prepare('SELECT n FROM auth_epoch WHERE id = 1').pluck(),
+      highestServedSerial: this.db.prepare('SELECT highest_serial FROM served_serials WHERE channel = ?').pluck(),
+      raiseServedSerial: this.db.prepare(`
+        INSERT INTO served_serials (channel, highest_serial, updated_at) VALUES (?, ?, ?)
+        ON CONFLICT (channel) DO UPDATE SET highest_serial = excluded.highest_serial, updated_at = excluded.updated_at
+        WHERE excluded.highest_serial > served_serials.highest_serial`),
     };
     this.authCache = new AuthReadCache({ readEpoch: () => this.statements.authEpoch.get() as number });
   }
@@ -341,6 +348,14 @@ export class SqliteFleetStore implements FleetStore {
         token.revokedAt?.toISOString() ?? null,
       );
     });
+  }
+
+  async highestServedSerial(channel: string): Promise<number | null> {
+    return (this.statements.highestServedSerial.get(channel) as number | undefined) ?? null;
+  }
+
+  raiseServedSerial(channel: string, serial: number, at: Date): Promise<void> {
+    return this.batcher.write(() => this.statements.raiseServedSerial.run(channel, serial, at.toISOString()));
   }
 
   async findToken(id: string): Promise<TokenRecord | null> {

@@ -1,5 +1,6 @@
 import { sql as initial } from './001-initial.js';
 import { sql as authEpoch } from './002-auth-epoch.js';
+import { sql as servedSerials } from './003-served-serials.js';
 
 /**
  * Schema migrations, applied in order at start, each once, each in its own transaction. They are
@@ -15,4 +16,5 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', sql: initial },
   { version: 2, name: 'auth-epoch', sql: authEpoch },
+  { version: 3, name: 'served-serials', sql: servedSerials },
 ];
