@@ -19,6 +19,7 @@ import { serveMetrics, WorkerMetrics, type MetricsServer } from './metrics.js';
 import { autoUpdateAllowed, decideStart, EXIT_CODES, isBelowMinimum, nextCheckDelayMs } from './policy.js';
 import { ReportQueue } from './report-queue.js';
 import { loadState } from './state.js';
+import { completedOnReady, updateStatusAtStart } from './update-status.js';
 import { LOG_EVENTS, UpdateTelemetry, type UpdateEventMessage } from './telemetry.js';
 import { runUpdateOnce, type UpdaterContext } from './updater.js';
 import { UnitsLog, WorkLoop, type BetweenUnits } from './work-loop.js';
@@ -119,7 +120,8 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   }
 
   let policy: ServerPolicy | null = null;
-  let currentUpdate: UpdateProgress | null = null;
+  // What the heartbeats say about the update: the supervisor's watch or rollback, then our own attempts.
+  let currentUpdate: UpdateProgress | null = updateStatusAtStart(state, version);
   let loop: WorkLoop | null = null;
 
   /** One check-download-stage pass (A's runUpdateOnce), with its telemetry. */
@@ -241,6 +243,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     if (readySent || !loopStarted || !registered) return;
     readySent = true;
     channel?.send({ type: 'ready', version });
+    currentUpdate = completedOnReady(currentUpdate);
     log.info({ event: 'worker_ready' }, 'worker ready');
   };
 

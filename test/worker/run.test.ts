@@ -1,7 +1,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -88,6 +88,43 @@ describe('bytebiota-worker run', { timeout: 300_000 }, () => {
       assert.deepEqual(units.map((u) => u.unit), units.map((_u, i) => i + 1), 'contiguous, none cut or lost');
       assert.ok(!JSON.stringify(program.lines).includes('"tok"'));
       assert.ok(program.lines.some((l) => l['event'] === 'worker_updates_disabled'), 'no trusted key: says it never updates');
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("heartbeats carry the supervisor's part of an update: a passed watch is completed, a rollback names its version and reason", async () => {
+    const heartbeats: Array<{ update?: unknown }> = [];
+    const server = await scriptedServer((req, res) => {
+      if (req.url === '/api/workers/register') {
+        return json(res, 200, { minimum_version: null, recommended_version: null, latest_version: null, auto_update: false, heartbeat_interval_s: 1, server_time: new Date().toISOString() });
+      }
+      if (req.url === '/api/workers/heartbeat') heartbeats.push(JSON.parse(req.body) as { update?: unknown });
+      return json(res, 202, undefined);
+    });
+    try {
+      const cases = [
+        {
+          state: { pending_watch: { to_version: '0.1.0', from_version: '0.0.9', correlation_id: 'c-1', channel: 'stable', started_at: new Date().toISOString() }, rolled_back: {} },
+          expected: { to_version: '0.1.0', state: 'completed' },
+        },
+        {
+          state: { rolled_back: { '0.2.0': { reason: 'crashed_on_start', at: new Date().toISOString() } } },
+          expected: { to_version: '0.2.0', state: 'rolled_back', reason: 'crashed_on_start' },
+        },
+      ];
+      for (const { state, expected } of cases) {
+        const root = await installRoot();
+        await writeFile(join(root, 'state.json'), JSON.stringify({ worker_id: 'status-1', highest_serial: {}, ...state }));
+        heartbeats.length = 0;
+        const running = worker(['run', '--install-root', root, '--server', server.url], { BYTEBIOTA_WORKER_TOKEN: 'tok' });
+        await running.waitForLine(eventIs('worker_ready'));
+        const deadline = Date.now() + 20_000;
+        while (heartbeats.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+        running.kill('SIGTERM');
+        assert.equal((await running.exited).code, 0);
+        assert.deepEqual(heartbeats[0]?.update, expected);
+      }
     } finally {
       await server.close();
     }
