@@ -51,6 +51,7 @@ console.log(
     stageMs: elapsedMs - (downloadedMs - startedMs),
     userCpuMs: cpu.user / 1000,
     systemCpuMs: cpu.system / 1000,
-    maxRssKiB: process.resourceUsage().maxRSS, vmHwmKiB: await vmHwmKiB(),
+    maxRssKiB: process.resourceUsage().maxRSS,
+    vmHwmKiB: await vmHwmKiB(),
   }),
 );

@@ -19,7 +19,7 @@ import { prepareServerBenchFixture, startBenchServer, startPlainBaseline, stopCh
  * exceed N / latency: 32 connections behind a 6 ms disk flush could not show 5,000/s whatever the
  * server did, hence 64 by default.
  *
- * Rounds alternate plain and ours so that load from elsewhere on the machine hits both alike; the
+ * Rounds alternate the three sides so that load from elsewhere on the machine hits all alike; the
  * figure per side is the median of its rounds. Each line also gives the CPU time each server
  * process spent per request (Linux /proc), which other load on the machine disturbs far less
  * than requests/s. BENCH_DURATION_S: seconds per measurement (default 5); BENCH_ROUNDS: rounds

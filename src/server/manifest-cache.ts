@@ -6,8 +6,8 @@ import type { Clock } from '../shared/clock.js';
 import { errorMessage } from '../shared/errors.js';
 import type { ReleaseStore } from '../store/release-store.js';
 import type { PublicKey } from '../trust/keys.js';
-import type { FleetStore } from './fleet/fleet-store.js';
 import { verifyManifest } from '../trust/verify.js';
+import type { FleetStore } from './fleet/fleet-store.js';
 
 /** A manifest that passed verification, with the exact bytes it was published as. */
 export interface ServedManifest {

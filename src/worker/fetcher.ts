@@ -324,7 +324,7 @@ async function downloadWith(
  * `onChunk` returned is pending (back-pressure). Resolves after the last chunk was taken; rejects
  * with the body's error or with what `onChunk` threw, after which no chunk reaches it.
  * 'data' events rather than `for await`: an async iterator costs a promise and a microtask per
- * 64 KiB read, about a third of the receiving CPU (measured with `npm run bench:download`).
+ * 64 KiB read; receiving 512 MiB took 0.41-0.48 s of CPU this way against 0.59-0.78 s.
  */
 export function pumpBody(body: Readable, onChunk: (chunk: Buffer) => Promise<void> | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
