@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import type { StoredReport } from '../../src/server/fleet/fleet-store.js';
 import { FleetStoreError, SqliteFleetStore } from '../../src/server/fleet/sqlite-fleet-store.js';
-import { WalSyncError, WalSyncer, type SyncFile } from '../../src/server/fleet/wal-syncer.js';
+import { syncFileToDisk, WalSyncError, WalSyncer, type SyncFile } from '../../src/server/fleet/wal-syncer.js';
 
 /** A flush that waits until the test opens its gate, recording what it was asked to flush. */
 function gatedSync() {
@@ -150,6 +150,24 @@ describe('SqliteFleetStore durability', () => {
     await store.close();
     await Promise.all(writes);
     assert.equal(countReports(path), 20);
+  });
+
+  test('a database opened through a symbolic link: the WAL beside the real file is the one flushed', async () => {
+    const realDir = join(dir, 'real-place');
+    await mkdir(realDir);
+    const realPath = join(realDir, 'fleet.sqlite');
+    new Database(realPath).close();
+    const linkPath = join(dir, 'linked.sqlite');
+    await symlink(realPath, linkPath);
+    const flushed: string[] = [];
+    const store = new SqliteFleetStore(linkPath, { syncFile: async (path, kind) => {
+      flushed.push(path);
+      await syncFileToDisk(path, kind);
+    } });
+    await store.recordReport(report('l1'));
+    await store.close();
+    assert.deepEqual(flushed, [`${realPath}-wal`, realDir]);
+    assert.equal(countReports(realPath), 1);
   });
 
   test('normal: nothing is flushed before the acknowledgement', async () => {

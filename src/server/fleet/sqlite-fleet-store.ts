@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, realpathSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import type { PoolPolicy, UpdateState, WorkerState } from '../../protocol/messages.js';
@@ -171,7 +171,8 @@ export class SqliteFleetStore implements FleetStore {
       // With `full`, the WAL flush is WalSyncer's. A database that could not switch to WAL (in
       // memory, or a file system without shared memory) keeps SQLite's own FULL.
       this.db.pragma(options.synchronous === 'normal' || flushesWal ? 'synchronous = NORMAL' : 'synchronous = FULL');
-      this.syncer = flushesWal ? new WalSyncer(`${this.db.name}-wal`, options.syncFile) : null;
+      // SQLite puts the WAL beside the real file when the path is a symbolic link.
+      this.syncer = flushesWal ? new WalSyncer(`${realpathSync(path)}-wal`, options.syncFile) : null;
       this.db.pragma('busy_timeout = 5000');
       this.db.pragma('foreign_keys = ON');
     } catch (err) {
