@@ -205,6 +205,32 @@ describe('ManifestCache unit behaviour', () => {
     }
   });
 
+  test('a fleet store that cannot read or record the floor is logged, and the verified manifest is still served', async () => {
+    const sub = join(dir, 'floor-broken');
+    await publishRelease(sub, releaseFor({ serial: 5 }), [key]);
+    const lines: string[] = [];
+    const cache = new ManifestCache({
+      store: new FolderStore(sub),
+      trustedKeys: [key.publicKey],
+      threshold: 1,
+      cacheTtlSeconds: 300,
+      clock: fixedClock(SERVER_FIXTURE_NOW),
+      logger: createLogger({ name: 'test', destination: { write: (line: string) => lines.push(line) } }),
+      servedSerials: {
+        highestServedSerial: async () => {
+          throw new Error('database is locked');
+        },
+        raiseServedSerial: async () => {
+          throw new Error('disk I/O error');
+        },
+      },
+    });
+    assert.equal((await cache.current('stable'))?.signed.serial, 5);
+    const events = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.ok(events.some((line) => line['event'] === 'served_serial_unreadable' && String(line['err']).includes('database is locked')));
+    assert.ok(events.some((line) => line['event'] === 'served_serial_unwritable' && line['serial'] === 5 && String(line['err']).includes('disk I/O error')));
+  });
+
   test('a threshold of two needs two trusted signatures', async () => {
     const second = makeReleaseKey();
     const sub = join(dir, 'threshold');
