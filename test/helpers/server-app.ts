@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppDeps } from '../../src/server/app.js';
-import { SqliteFleetStore } from '../../src/server/fleet/sqlite-fleet-store.js';
+import { SqliteFleetStore, type SqliteFleetStoreOptions } from '../../src/server/fleet/sqlite-fleet-store.js';
 import { generateToken, type TokenRole } from '../../src/server/tokens.js';
 import { fixedClock } from '../../src/shared/clock.js';
 import { createLogger } from '../../src/shared/logger.js';
@@ -27,12 +27,12 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(overrides: Partial<AppDeps> = {}): Promise<TestServer> {
+export async function startTestServer(overrides: Partial<AppDeps> = {}, fleetOptions: SqliteFleetStoreOptions = {}): Promise<TestServer> {
   const dir = await mkdtemp(join(tmpdir(), 'bytebiota-server-'));
   const storeDir = join(dir, 'store');
   await mkdir(storeDir);
   const dbPath = join(dir, 'fleet.sqlite');
-  const fleet = new SqliteFleetStore(dbPath);
+  const fleet = new SqliteFleetStore(dbPath, fleetOptions);
   const key = makeReleaseKey();
   const clock = fixedClock(SERVER_FIXTURE_NOW);
   const lines: string[] = [];

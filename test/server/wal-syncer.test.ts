@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import type { StoredReport } from '../../src/server/fleet/fleet-store.js';
 import { FleetStoreError, SqliteFleetStore } from '../../src/server/fleet/sqlite-fleet-store.js';
 import { syncFileToDisk, WalSyncError, WalSyncer, type SyncFile } from '../../src/server/fleet/wal-syncer.js';
+import { bearer, startTestServer } from '../helpers/server-app.js';
 
 /** A flush that waits until the test opens its gate, recording what it was asked to flush. */
 function gatedSync() {
@@ -196,6 +197,36 @@ describe('SqliteFleetStore durability', () => {
       );
     } finally {
       await store.close();
+    }
+  });
+
+  test('through the server: after a failed flush a report gets 503 database_unavailable, and so does /readyz', async () => {
+    let failing = false;
+    const server = await startTestServer(
+      {},
+      {
+        syncFile: async (path, kind) => {
+          if (failing) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+          await syncFileToDisk(path, kind);
+        },
+      },
+    );
+    try {
+      const post = () =>
+        server.app.inject({
+          method: 'POST',
+          url: '/api/worker-updates/report',
+          headers: bearer(server.tokens.canary),
+          payload: { worker_id: 'w-eio', event: 'attempt', from_version: '1.0.0', to_version: '1.1.0', channel: 'stable', platform: 'linux-x64' },
+        });
+      assert.equal((await post()).statusCode, 202);
+      failing = true;
+      for (const response of [await post(), await post(), await server.app.inject({ url: '/readyz' })]) {
+        assert.equal(response.statusCode, 503);
+        assert.equal((response.json() as { error: { code: string } }).error.code, 'database_unavailable');
+      }
+    } finally {
+      await server.close();
     }
   });
 });

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { StoreError } from '../../store/release-store.js';
+import { WalSyncError } from '../fleet/wal-syncer.js';
 import { HttpError } from '../http-error.js';
 import { addLogFields } from './access-log.js';
 
@@ -27,6 +28,9 @@ export function describeError(error: unknown): { status: number; body: ErrorBody
     internal,
   });
   if (error instanceof HttpError) return make(error.statusCode, error.code, error.message);
+  if (error instanceof WalSyncError) {
+    return make(503, 'database_unavailable', 'the fleet database can no longer make writes durable; the server needs attention', true);
+  }
   if (error instanceof StoreError) {
     if (error.code === 'store_key_invalid') return make(400, 'invalid_path', error.message);
     return make(503, 'store_unavailable', 'the release store is not reachable', true);
