@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { storeKeys } from '../../src/protocol/manifest.js';
 import type { ReasonCode } from '../../src/protocol/reason-codes.js';
 import { SqliteFleetStore } from '../../src/server/fleet/sqlite-fleet-store.js';
-import { ManifestCache } from '../../src/server/manifest-cache.js';
+import { ManifestCache, type ServedSerials } from '../../src/server/manifest-cache.js';
 import { fixedClock } from '../../src/shared/clock.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { FolderStore } from '../../src/store/folder-store.js';
@@ -112,7 +112,7 @@ describe('ManifestCache unit behaviour', () => {
   });
   after(async () => rm(dir, { recursive: true, force: true }));
 
-  function cacheOver(store: ReleaseStore, lines: string[], threshold = 1, keys = [key]) {
+  function cacheOver(store: ReleaseStore, lines: string[], threshold = 1, keys = [key], servedSerials?: ServedSerials) {
     return new ManifestCache({
       store,
       trustedKeys: keys.map((k) => k.publicKey),
@@ -120,6 +120,7 @@ describe('ManifestCache unit behaviour', () => {
       cacheTtlSeconds: 300,
       clock: fixedClock(SERVER_FIXTURE_NOW),
       logger: createLogger({ name: 'test', destination: { write: (line: string) => lines.push(line) } }),
+      ...(servedSerials ? { servedSerials } : {}),
     });
   }
 
@@ -163,16 +164,7 @@ describe('ManifestCache unit behaviour', () => {
     const fleet = new SqliteFleetStore(join(dir, 'floor.sqlite'));
     try {
       const lines: string[] = [];
-      const open = () =>
-        new ManifestCache({
-          store: new FolderStore(sub),
-          trustedKeys: [key.publicKey],
-          threshold: 1,
-          cacheTtlSeconds: 300,
-          clock: fixedClock(SERVER_FIXTURE_NOW),
-          logger: createLogger({ name: 'test', destination: { write: (line: string) => lines.push(line) } }),
-          servedSerials: fleet,
-        });
+      const open = () => cacheOver(new FolderStore(sub), lines, 1, [key], fleet);
       const old = await publishRelease(sub, releaseFor({ serial: 3 }), [key]);
       assert.equal((await open().current('stable'))?.signed.serial, 3);
       await publishRelease(sub, releaseFor({ serial: 7, version: '1.5.0' }), [key]);
@@ -209,20 +201,12 @@ describe('ManifestCache unit behaviour', () => {
     const sub = join(dir, 'floor-broken');
     await publishRelease(sub, releaseFor({ serial: 5 }), [key]);
     const lines: string[] = [];
-    const cache = new ManifestCache({
-      store: new FolderStore(sub),
-      trustedKeys: [key.publicKey],
-      threshold: 1,
-      cacheTtlSeconds: 300,
-      clock: fixedClock(SERVER_FIXTURE_NOW),
-      logger: createLogger({ name: 'test', destination: { write: (line: string) => lines.push(line) } }),
-      servedSerials: {
-        highestServedSerial: async () => {
-          throw new Error('database is locked');
-        },
-        raiseServedSerial: async () => {
-          throw new Error('disk I/O error');
-        },
+    const cache = cacheOver(new FolderStore(sub), lines, 1, [key], {
+      highestServedSerial: async () => {
+        throw new Error('database is locked');
+      },
+      raiseServedSerial: async () => {
+        throw new Error('disk I/O error');
       },
     });
     assert.equal((await cache.current('stable'))?.signed.serial, 5);
