@@ -22,6 +22,11 @@ export const UpdateReport = Type.Object(
     reason: Type.Optional(ReasonCodeSchema),
     duration_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600 * 1000 })),
     correlation_id: Type.Optional(CorrelationId),
+    /**
+     * The manifest serial the event is about (a rollout is keyed by channel and serial). Sent
+     * only to a server whose handshake lists `serial` in `accepts.report_fields`.
+     */
+    serial: Type.Optional(Type.Integer({ minimum: 1 })),
   },
   { additionalProperties: false },
 );
@@ -39,6 +44,18 @@ export const RegisterRequest = Type.Object(
 );
 export type RegisterRequest = Static<typeof RegisterRequest>;
 
+/**
+ * What a server takes from workers beyond the first protocol: report fields and reason codes.
+ * A worker sends a newer field or code only to a server that lists it here; a server that sends
+ * no `accepts` takes the first protocol only (no `serial`, LEGACY_REASON_CODES).
+ */
+export const ServerAccepts = Type.Object({
+  report_fields: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 }),
+  reasons: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 256 }),
+});
+export type ServerAccepts = Static<typeof ServerAccepts>;
+
+// Responses are open objects on purpose: a worker ignores fields a newer server adds.
 export const RegisterResponse = Type.Object({
   minimum_version: Type.Union([Version, Type.Null()]),
   recommended_version: Type.Union([Version, Type.Null()]),
@@ -46,6 +63,7 @@ export const RegisterResponse = Type.Object({
   auto_update: Type.Boolean(),
   heartbeat_interval_s: Type.Integer({ minimum: 1 }),
   server_time: Type.String(),
+  accepts: Type.Optional(ServerAccepts),
 });
 export type RegisterResponse = Static<typeof RegisterResponse>;
 
@@ -94,6 +112,8 @@ export const HeartbeatResponse = Type.Object({
   minimum_version: Type.Union([Version, Type.Null()]),
   latest_version: Type.Union([Version, Type.Null()]),
   heartbeat_interval_s: Type.Integer({ minimum: 1 }),
+  recommended_version: Type.Optional(Type.Union([Version, Type.Null()])),
+  accepts: Type.Optional(ServerAccepts),
 });
 export type HeartbeatResponse = Static<typeof HeartbeatResponse>;
 
@@ -103,6 +123,16 @@ export const ErrorResponse = Type.Object({
 });
 export type ErrorResponse = Static<typeof ErrorResponse>;
 
-export const PoolPolicy = Type.Object({ auto_update: Type.Boolean() }, { additionalProperties: false });
+/**
+ * A pool's policy. `maintenance_windows`: when its workers may start an update, as
+ * `DAYS HH:MM-HH:MM ZONE` in an IANA time zone (docs/runbooks/rollout.md); none or empty is always.
+ */
+export const PoolPolicy = Type.Object(
+  {
+    auto_update: Type.Boolean(),
+    maintenance_windows: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 32 })),
+  },
+  { additionalProperties: false },
+);
 export type PoolPolicy = Static<typeof PoolPolicy>;
 export const PoolName = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,63}$' });
