@@ -85,7 +85,7 @@ for (const sizeMiB of sizesMiB) {
 // The real server: a folder store, a SQLite fleet database and a worker token from the CLI.
 const db = join(temp.dir, 'fleet.sqlite');
 const token = await createTokenWithCli(db, 'worker', 'bench');
-const server = await startServerProcess(['--store', storeDir, '--db', db, '--release-key', generateSigningKeyPair().publicKeyBase64]);
+const server = await startServerProcess(['--store', storeDir, '--db', db, '--release-key', generateSigningKeyPair().publicKeyBase64, '--default-rollout-plan', 'immediate']);
 const artifactUrl = (forVersion: string): string =>
   `${server.url}/api/worker-updates/artifacts/${forVersion}/${artifactFileName(forVersion, platform)}`;
 /** The baseline's SHA-256 command: prints the hex digest first, like the engine's check needs. */

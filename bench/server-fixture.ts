@@ -106,6 +106,8 @@ export async function startBenchServer(
       fixture.dbPath,
       '--release-key',
       fixture.releaseKeyBase64,
+      '--default-rollout-plan',
+      'immediate',
       '--rate-limit-max',
       '100000000',
       ...extraArgs,

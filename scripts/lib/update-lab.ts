@@ -12,6 +12,8 @@ export interface LabOptions {
   onLine?: (source: string, line: string, parsed: LogLine | null) => void;
   /** The server's manifest cache TTL; short so that a publish shows up within seconds. */
   cacheTtlSeconds?: number;
+  /** The server's plan for channels without their own; default `immediate` (a lab not about rollouts). */
+  defaultRolloutPlan?: 'staged' | 'immediate';
 }
 
 export interface WorkerOptions {
@@ -88,6 +90,8 @@ export class UpdateLab {
       '--db', this.dbPath,
       '--release-key', this.releasePublicKeyPath,
       '--cache-ttl', String(this.options.cacheTtlSeconds ?? 1),
+      // A lab that is not about rollouts offers each release to every worker at once.
+      '--default-rollout-plan', this.options.defaultRolloutPlan ?? 'immediate',
       ...extraArgs,
     ];
     const server = this.track(new ManagedProcess('server', program.command, args, { env: process.env, onLine: this.lineSink('server') }));

@@ -15,7 +15,11 @@ import { describeError, errorHandlerPlugin } from './plugins/error-handler.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { openapiPlugin } from './plugins/openapi.js';
 import { requestIdFrom, requestIdPlugin } from './plugins/request-id.js';
+import { DEFAULT_PLANS, type DefaultPlanName } from './rollout/plan.js';
+import type { HaltSettings } from './rollout/failure-rate.js';
+import { RolloutService } from './rollout/rollout-service.js';
 import { adminRoutes } from './routes/admin.js';
+import { rolloutRoutes } from './routes/rollouts.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { healthRoutes } from './routes/health.js';
 import { manifestRoutes } from './routes/manifest.js';
@@ -43,8 +47,20 @@ export interface AppDeps {
   rateLimit: RateLimitSettings;
   metricsToken?: string | undefined;
   bodyLimitBytes?: number;
-  /** Workers not seen for this long leave the fleet gauge; default 10 heartbeat intervals. */
+  /** Workers not seen for this long leave the fleet gauge and the rollouts' shares; default 10 heartbeat intervals. */
   workerStaleAfterSeconds?: number;
+  /** Staged rollouts; every field has a default (docs/runbooks/rollout.md). */
+  rollouts?: RolloutSettings;
+}
+
+export interface RolloutSettings {
+  /** The plan of a channel that has none of its own: `staged` (the default) or `immediate`. */
+  defaultPlan?: DefaultPlanName;
+  evalIntervalSeconds?: number;
+  halt?: HaltSettings;
+  webhookUrl?: string | undefined;
+  /** Evaluate on a timer (the default); false leaves it to `app.rollouts.evaluate()` (tests). */
+  evaluateOnTimer?: boolean;
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 64 * 1024;
@@ -72,6 +88,25 @@ export const bytebiotaServer = fp<AppDeps>(
       }),
     );
 
+    const rolloutSettings = deps.rollouts ?? {};
+    const rollouts = new RolloutService({
+      fleet: deps.fleet,
+      manifests: app.manifests,
+      clock: deps.clock,
+      logger: deps.logger,
+      defaultPlan: DEFAULT_PLANS[rolloutSettings.defaultPlan ?? 'staged'],
+      workerStaleAfterSeconds,
+      evalIntervalSeconds: rolloutSettings.evalIntervalSeconds,
+      halt: rolloutSettings.halt,
+      webhookUrl: rolloutSettings.webhookUrl,
+      onHalt: (event) => app.serverMetrics.rolloutHalts.inc({ channel: event.channel, trigger: event.trigger }),
+    });
+    app.decorate('rollouts', rollouts);
+    if (rolloutSettings.evaluateOnTimer ?? true) {
+      app.addHook('onReady', async () => rollouts.start());
+    }
+    app.addHook('onClose', async () => rollouts.stop());
+
     await app.register(requestIdPlugin);
     await app.register(accessLogPlugin);
     await app.register(errorHandlerPlugin);
@@ -98,6 +133,7 @@ export const bytebiotaServer = fp<AppDeps>(
     await app.register(reportRoutes);
     await app.register(workerRoutes);
     await app.register(adminRoutes);
+    await app.register(rolloutRoutes);
   },
   { name: 'bytebiota-server', fastify: '5.x' },
 );

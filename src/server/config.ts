@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { UsageError, errorMessage } from '../shared/errors.js';
+import { DEFAULT_PLANS, type DefaultPlanName } from './rollout/plan.js';
 
 /**
  * The serve configuration. Each setting has a flag, an environment variable and a config-file
@@ -24,6 +25,15 @@ export interface ServeConfig {
   logLevel: string;
   /** SQLite durability of an acknowledged write: `full` (power loss) or `normal` (process crash). */
   dbSync: DbSync;
+  /** The rollout plan of channels without their own: `staged` or `immediate`. */
+  defaultRolloutPlan: DefaultPlanName;
+  rolloutEvalIntervalSeconds: number;
+  /** Halt a rollout when more than this percent of the sampled workers fail with the release's fault. */
+  rolloutHaltPercent: number;
+  rolloutHaltMinSample: number;
+  rolloutHaltWindowSeconds: number;
+  /** JSON POST on every halt; optional. */
+  rolloutWebhookUrl: string | undefined;
 }
 
 export const DB_SYNC_MODES = ['full', 'normal'] as const;
@@ -95,6 +105,47 @@ export const SETTINGS: readonly Setting[] = [
   },
   { field: 'logLevel', flag: 'log-level', env: 'BYTEBIOTA_LOG_LEVEL', fileKey: 'log_level', kind: 'string', default: 'info' },
   { field: 'dbSync', flag: 'db-sync', env: 'BYTEBIOTA_DB_SYNC', fileKey: 'db_sync', kind: 'string', default: 'full' },
+  {
+    field: 'defaultRolloutPlan',
+    flag: 'default-rollout-plan',
+    env: 'BYTEBIOTA_DEFAULT_ROLLOUT_PLAN',
+    fileKey: 'default_rollout_plan',
+    kind: 'string',
+    default: 'staged',
+  },
+  {
+    field: 'rolloutEvalIntervalSeconds',
+    flag: 'rollout-eval-interval',
+    env: 'BYTEBIOTA_ROLLOUT_EVAL_INTERVAL',
+    fileKey: 'rollout_eval_interval',
+    kind: { min: 1, max: 3600 },
+    default: 30,
+  },
+  {
+    field: 'rolloutHaltPercent',
+    flag: 'rollout-halt-percent',
+    env: 'BYTEBIOTA_ROLLOUT_HALT_PERCENT',
+    fileKey: 'rollout_halt_percent',
+    kind: { min: 0, max: 99 },
+    default: 10,
+  },
+  {
+    field: 'rolloutHaltMinSample',
+    flag: 'rollout-halt-min-sample',
+    env: 'BYTEBIOTA_ROLLOUT_HALT_MIN_SAMPLE',
+    fileKey: 'rollout_halt_min_sample',
+    kind: { min: 1, max: 100_000 },
+    default: 10,
+  },
+  {
+    field: 'rolloutHaltWindowSeconds',
+    flag: 'rollout-halt-window',
+    env: 'BYTEBIOTA_ROLLOUT_HALT_WINDOW',
+    fileKey: 'rollout_halt_window',
+    kind: { min: 60, max: 30 * 86_400 },
+    default: 3600,
+  },
+  { field: 'rolloutWebhookUrl', flag: 'rollout-webhook', env: 'BYTEBIOTA_ROLLOUT_WEBHOOK', fileKey: 'rollout_webhook', kind: 'string' },
 ];
 
 /** Values as commander parsed them: strings, or string arrays for repeatable flags. */
@@ -144,6 +195,12 @@ function convert(setting: Setting, raw: unknown, source: string): string | numbe
     }
     if (setting.field === 'dbSync' && !(DB_SYNC_MODES as readonly string[]).includes(raw)) {
       throw new UsageError(`${where}: must be one of ${DB_SYNC_MODES.join(', ')}`);
+    }
+    if (setting.field === 'defaultRolloutPlan' && !Object.keys(DEFAULT_PLANS).includes(raw)) {
+      throw new UsageError(`${where}: must be one of ${Object.keys(DEFAULT_PLANS).join(', ')}`);
+    }
+    if (setting.field === 'rolloutWebhookUrl' && !/^https?:\/\/[^\s]+$/.test(raw)) {
+      throw new UsageError(`${where}: expected an http:// or https:// URL`);
     }
     return raw;
   }

@@ -2,6 +2,7 @@ import type { Clock } from '../shared/clock.js';
 import type { ReleaseStore } from '../store/release-store.js';
 import type { FleetStore } from './fleet/fleet-store.js';
 import type { ManifestCache } from './manifest-cache.js';
+import type { RolloutService } from './rollout/rollout-service.js';
 import type { ServerMetrics } from './plugins/metrics.js';
 import type { TokenRole } from './tokens.js';
 
@@ -27,6 +28,7 @@ declare module 'fastify' {
     fleet: FleetStore;
     releaseStore: ReleaseStore;
     manifests: ManifestCache;
+    rollouts: RolloutService;
     clock: Clock;
     serverMetrics: ServerMetrics;
     settings: ServerSettings;

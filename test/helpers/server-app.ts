@@ -65,6 +65,8 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, fleetOpt
     clock,
     logger,
     rateLimit: { max: 100_000, windowSeconds: 60 },
+    // Tests not about rollouts get each release at once, and evaluate only when they say so.
+    rollouts: { defaultPlan: 'immediate', evaluateOnTimer: false },
     ...overrides,
   });
   return {

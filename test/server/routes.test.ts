@@ -4,6 +4,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
+import { REASON_CODES } from '../../src/protocol/reason-codes.js';
 import { bearer, startTestServer, type TestServer } from '../helpers/server-app.js';
 import { publishRelease, releaseFor, writeArtifact } from '../helpers/server-fixtures.js';
 
@@ -172,6 +173,8 @@ describe('update server routes (app.inject, real SQLite and folder store)', () =
     assert.equal(handshake.latest_version, '1.4.0');
     assert.equal(handshake.heartbeat_interval_s, 30);
     assert.equal(handshake.server_time, server.clock.now().toISOString());
+    // A rollout-aware server says what it takes beyond the first protocol; older workers ignore it.
+    assert.deepEqual(handshake.accepts, { report_fields: ['serial'], reasons: [...REASON_CODES] });
 
     const put = await server.app.inject({
       method: 'PUT',
@@ -199,7 +202,14 @@ describe('update server routes (app.inject, real SQLite and folder store)', () =
       payload: { worker_id: 'w-policy', current_version: '1.3.0', state: 'working' },
     });
     assert.equal(heartbeat.statusCode, 200);
-    assert.deepEqual(heartbeat.json(), { auto_update: true, minimum_version: '1.2.0', latest_version: '1.4.0', heartbeat_interval_s: 30 });
+    assert.deepEqual(heartbeat.json(), {
+      auto_update: true,
+      minimum_version: '1.2.0',
+      latest_version: '1.4.0',
+      recommended_version: '1.4.0',
+      heartbeat_interval_s: 30,
+      accepts: { report_fields: ['serial'], reasons: [...REASON_CODES] },
+    });
 
     // The manifest fetch is logged with the pool and whether its policy is on.
     await server.app.inject({ url: LATEST, headers: bearer(server.tokens.canary) });
@@ -464,15 +474,19 @@ describe('readiness, metrics token and rate limits', () => {
     }
   });
 
-  test('a manifest removed from the store stops being served once the cache expires', async () => {
+  test('a manifest removed from the store: its rollout keeps serving the verified bytes until an operator aborts it', async () => {
     const server = await startTestServer();
     try {
       await publishRelease(server.storeDir, releaseFor(), [server.key]);
       const url = '/api/worker-updates/latest?channel=stable';
       assert.equal((await server.app.inject({ url, headers: bearer(server.tokens.canary) })).statusCode, 200);
       await rm(join(server.storeDir, 'channels'), { recursive: true });
-      assert.equal((await server.app.inject({ url, headers: bearer(server.tokens.canary) })).statusCode, 200);
       server.clock.set(new Date(server.clock.now().getTime() + 301_000));
+      // A store emptied by mistake does not take the fleet's release away: the server keeps what it verified.
+      assert.equal((await server.app.inject({ url, headers: bearer(server.tokens.canary) })).statusCode, 200);
+      const abort = await server.app.inject({ method: 'POST', url: '/api/admin/rollouts/stable/abort', headers: bearer(server.tokens.admin), payload: { reason: 'withdrawn' } });
+      assert.equal(abort.statusCode, 200);
+      assert.equal(abort.json().state, 'aborted');
       const res = await server.app.inject({ url, headers: bearer(server.tokens.canary) });
       assert.equal(res.statusCode, 404);
       assert.equal(errorCode(res.body), 'no_release');

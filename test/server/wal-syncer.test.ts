@@ -114,6 +114,7 @@ describe('SqliteFleetStore durability', () => {
     pool: 'canary',
     receivedAt: new Date('2026-11-27T12:00:00Z'),
     requestId: `req-${workerId}`,
+    rolloutSerial: null,
   });
   const countReports = (path: string) => {
     const reader = new Database(path, { readonly: true });

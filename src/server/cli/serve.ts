@@ -59,6 +59,16 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
       rateLimit: { max: config.rateLimitMax, windowSeconds: config.rateLimitWindowSeconds },
       metricsToken: config.metricsToken,
       bodyLimitBytes: config.bodyLimitBytes,
+      rollouts: {
+        defaultPlan: config.defaultRolloutPlan,
+        evalIntervalSeconds: config.rolloutEvalIntervalSeconds,
+        halt: {
+          failureRate: config.rolloutHaltPercent / 100,
+          minSample: config.rolloutHaltMinSample,
+          windowSeconds: config.rolloutHaltWindowSeconds,
+        },
+        webhookUrl: config.rolloutWebhookUrl,
+      },
     });
   } catch (err) {
     await fleet.close();
@@ -97,6 +107,12 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
         release_key_threshold: config.releaseKeyThreshold,
         cache_ttl_s: config.cacheTtlSeconds,
         db_sync: config.dbSync,
+        default_rollout_plan: config.defaultRolloutPlan,
+        rollout_eval_interval_s: config.rolloutEvalIntervalSeconds,
+        rollout_halt_percent: config.rolloutHaltPercent,
+        rollout_halt_min_sample: config.rolloutHaltMinSample,
+        rollout_halt_window_s: config.rolloutHaltWindowSeconds,
+        rollout_webhook: config.rolloutWebhookUrl ? new URL(config.rolloutWebhookUrl).origin : null,
       },
       `listening on ${url}`,
     );

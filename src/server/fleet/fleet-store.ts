@@ -1,4 +1,6 @@
 import type { PoolPolicy, UpdateProgress, UpdateReport, WorkerState } from '../../protocol/messages.js';
+import type { RolloutReport } from '../rollout/failure-rate.js';
+import type { RolloutPlan } from '../rollout/plan.js';
 import type { TokenRole } from '../tokens.js';
 
 /**
@@ -15,13 +17,45 @@ export interface FleetStore {
 
   /** The handshake: create or update the worker's row; its pool is the token's. */
   registerWorker(worker: WorkerRegistration): Promise<void>;
-  /** Record state and update progress; returns the worker's channel when it has registered. */
-  recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null }>;
+  /** Record state and update progress; returns the worker's channel and platform when it has registered. */
+  recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null; platform: string | null }>;
   /** Append one update event (every report is kept). */
   recordReport(report: StoredReport): Promise<void>;
+  /** One worker's row, or null. */
+  getWorker(workerId: string): Promise<WorkerView | null>;
+  /** Workers of a channel seen since `seenSince` (the live fleet a rollout's shares count). */
+  liveWorkers(channel: string, seenSince: Date): Promise<LiveWorker[]>;
+  /** A worker's most recent update events, newest first. */
+  workerEvents(workerId: string, limit: number): Promise<FailureView[]>;
+  /** Channels that workers registered on. */
+  workerChannels(): Promise<string[]>;
 
   getPoolPolicy(pool: string): Promise<PoolPolicy | null>;
   setPoolPolicy(pool: string, policy: PoolPolicy, change: { at: Date; byTokenId: string }): Promise<void>;
+  listPoolPolicies(): Promise<Array<{ pool: string; policy: PoolPolicy; updated_at: string }>>;
+
+  // Staged rollouts (docs/runbooks/rollout.md). Written so that a PostgreSQL store can carry them.
+  /** Insert the rollout unless one exists for its channel and serial; true when this call created it. */
+  createRollout(rollout: RolloutRecord): Promise<boolean>;
+  /** A channel's rollouts, newest serial first, at most `limit`. */
+  listRollouts(channel: string, limit: number): Promise<RolloutRecord[]>;
+  /** Channels that have rollouts in one of `states`. */
+  rolloutChannels(states: readonly RolloutState[]): Promise<string[]>;
+  /** A number that changes whenever any rollout does, in any process (a cache's validator). */
+  rolloutEpoch(): Promise<number>;
+  /** Change the state only if it is one of `fromStates`; true when changed. */
+  setRolloutState(channel: string, serial: number, fromStates: readonly RolloutState[], change: RolloutStateChange): Promise<boolean>;
+  /** Record that wave `waveIndex` started, only if exactly the waves before it have; true when recorded. */
+  startRolloutWave(channel: string, serial: number, waveIndex: number, at: Date): Promise<boolean>;
+  /** Record an admission unless the worker already has one for this rollout. */
+  admitWorker(admission: AdmissionRecord): Promise<void>;
+  /** A worker's admissions on a channel, newest serial first. */
+  workerAdmissions(workerId: string, channel: string): Promise<AdmissionRecord[]>;
+  rolloutAdmissions(channel: string, serial: number): Promise<AdmissionRecord[]>;
+  /** The reports about a rollout's release received since `since`. */
+  rolloutReports(channel: string, serial: number, since: Date): Promise<Array<RolloutReport & { received_at: string }>>;
+  getChannelPlan(channel: string): Promise<RolloutPlan | null>;
+  setChannelPlan(channel: string, plan: RolloutPlan, change: { at: Date; byTokenId: string }): Promise<void>;
 
   fleetView(query: FleetQuery): Promise<FleetView>;
   /** Workers seen since `seenSince`, counted by channel, pool and version (the fleet gauge). */
@@ -62,6 +96,8 @@ export interface WorkerHeartbeat {
 
 export interface StoredReport extends UpdateReport {
   pool: string;
+  /** The rollout the report is about: its own `serial`, or the one the server matched it to. */
+  rolloutSerial: number | null;
   receivedAt: Date;
   /** The X-Request-Id of the request that carried the report. */
   requestId: string;
@@ -108,7 +144,7 @@ export interface FleetGroup {
 export interface FailureView {
   worker_id: string;
   pool: string;
-  event: 'failure' | 'rollback';
+  event: 'attempt' | 'success' | 'failure' | 'rollback';
   channel: string;
   platform: string;
   from_version: string;
@@ -131,4 +167,53 @@ export interface WorkerCount {
   pool: string;
   version: string;
   count: number;
+}
+
+export interface LiveWorker {
+  id: string;
+  pool: string;
+  version: string;
+  platform: string | null;
+}
+
+export const ROLLOUT_STATES = ['active', 'paused', 'halted', 'aborted', 'completed', 'superseded'] as const;
+export type RolloutState = (typeof ROLLOUT_STATES)[number];
+
+export interface RolloutStateChange {
+  state: RolloutState;
+  reason: string | null;
+  /** Who: an admin token id, `automatic`, or `server` (superseded by a newer release). */
+  by: string | null;
+  at: Date;
+}
+
+export interface RolloutRecord {
+  channel: string;
+  serial: number;
+  version: string;
+  /** The manifest bytes exactly as verified when the rollout started: what it serves. */
+  manifest: Buffer;
+  expiresAt: Date;
+  /** A rollback release: offered at once to every worker, not staged. */
+  urgent: boolean;
+  plan: RolloutPlan;
+  state: RolloutState;
+  stateReason: string | null;
+  stateChangedAt: Date;
+  stateChangedBy: string | null;
+  /** When each started wave started, in order: wave i has started when i < length. */
+  wavesStarted: Date[];
+  startedAt: Date;
+}
+
+export interface AdmissionRecord {
+  channel: string;
+  serial: number;
+  workerId: string;
+  pool: string;
+  /** The wave that admitted it (the newest started one), or -1 for a forced update. */
+  wave: number;
+  /** `--force-update` on the worker: offered outside the rollout. */
+  forced: boolean;
+  admittedAt: Date;
 }

@@ -4,12 +4,19 @@ import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import type { PoolPolicy, UpdateState, WorkerState } from '../../protocol/messages.js';
 import { CodedError } from '../../shared/errors.js';
 import type { TokenRole } from '../tokens.js';
+import type { RolloutReport } from '../rollout/failure-rate.js';
+import type { RolloutPlan } from '../rollout/plan.js';
 import type {
+  AdmissionRecord,
   FailureView,
   FleetGroup,
   FleetQuery,
   FleetStore,
   FleetView,
+  LiveWorker,
+  RolloutRecord,
+  RolloutState,
+  RolloutStateChange,
   StoredReport,
   TokenRecord,
   WorkerCount,
@@ -86,6 +93,67 @@ function workerFromRow(row: WorkerRow): WorkerView {
   };
 }
 
+interface RolloutRow {
+  channel: string;
+  serial: number;
+  version: string;
+  manifest: Buffer;
+  expires_at: string;
+  urgent: number;
+  plan: string;
+  state: RolloutState;
+  state_reason: string | null;
+  state_changed_at: string;
+  state_changed_by: string | null;
+  waves_started: string;
+  started_at: string;
+}
+
+function rolloutFromRow(row: RolloutRow): RolloutRecord {
+  return {
+    channel: row.channel,
+    serial: row.serial,
+    version: row.version,
+    manifest: row.manifest,
+    expiresAt: new Date(row.expires_at),
+    urgent: row.urgent === 1,
+    plan: JSON.parse(row.plan) as RolloutPlan,
+    state: row.state,
+    stateReason: row.state_reason,
+    stateChangedAt: new Date(row.state_changed_at),
+    stateChangedBy: row.state_changed_by,
+    wavesStarted: (JSON.parse(row.waves_started) as string[]).map((at) => new Date(at)),
+    startedAt: new Date(row.started_at),
+  };
+}
+
+interface AdmissionRow {
+  channel: string;
+  serial: number;
+  worker_id: string;
+  pool: string;
+  wave: number;
+  forced: number;
+  admitted_at: string;
+}
+
+function admissionFromRow(row: AdmissionRow): AdmissionRecord {
+  return {
+    channel: row.channel,
+    serial: row.serial,
+    workerId: row.worker_id,
+    pool: row.pool,
+    wave: row.wave,
+    forced: row.forced === 1,
+    admittedAt: new Date(row.admitted_at),
+  };
+}
+
+function policyFromRow(row: { auto_update: number; maintenance_windows: string | null }): PoolPolicy {
+  const windows = row.maintenance_windows === null ? [] : (JSON.parse(row.maintenance_windows) as string[]);
+  return { auto_update: row.auto_update === 1, ...(windows.length > 0 ? { maintenance_windows: windows } : {}) };
+}
+
 /** Apply the migrations the database does not have yet, in order, each in a transaction. */
 export function migrate(db: Database, migrations: readonly Migration[] = MIGRATIONS): number[] {
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -157,6 +225,11 @@ export class SqliteFleetStore implements FleetStore {
     authEpoch: Statement;
     highestServedSerial: Statement;
     raiseServedSerial: Statement;
+    workerPlace: Statement;
+    insertRollout: Statement;
+    rolloutEpoch: Statement;
+    insertAdmission: Statement;
+    workerAdmissions: Statement;
   };
 
   constructor(
@@ -200,16 +273,17 @@ export class SqliteFleetStore implements FleetStore {
           update_state = excluded.update_state, update_download_percent = excluded.update_download_percent,
           update_reason = excluded.update_reason, update_at = excluded.update_at,
           last_seen_at = excluded.last_seen_at`),
-      workerChannel: this.db.prepare('SELECT channel FROM workers WHERE id = ?'),
+      workerChannel: this.db.prepare('SELECT channel, platform FROM workers WHERE id = ?'),
       insertReport: this.db.prepare(`
         INSERT INTO update_events (received_at, request_id, worker_id, pool, event, channel, platform,
-          from_version, to_version, reason, duration_ms, correlation_id)
+          from_version, to_version, reason, duration_ms, correlation_id, serial)
         VALUES (@received_at, @request_id, @worker_id, @pool, @event, @channel, @platform,
-          @from_version, @to_version, @reason, @duration_ms, @correlation_id)`),
-      getPolicy: this.db.prepare('SELECT auto_update FROM pool_policies WHERE pool = ?'),
+          @from_version, @to_version, @reason, @duration_ms, @correlation_id, @serial)`),
+      getPolicy: this.db.prepare('SELECT auto_update, maintenance_windows FROM pool_policies WHERE pool = ?'),
       setPolicy: this.db.prepare(`
-        INSERT INTO pool_policies (pool, auto_update, updated_at, updated_by_token) VALUES (?, ?, ?, ?)
+        INSERT INTO pool_policies (pool, auto_update, maintenance_windows, updated_at, updated_by_token) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (pool) DO UPDATE SET auto_update = excluded.auto_update,
+          maintenance_windows = excluded.maintenance_windows,
           updated_at = excluded.updated_at, updated_by_token = excluded.updated_by_token`),
       findToken: this.db.prepare('SELECT * FROM tokens WHERE id = ?'),
       insertToken: this.db.prepare(`
@@ -222,6 +296,21 @@ export class SqliteFleetStore implements FleetStore {
         INSERT INTO served_serials (channel, highest_serial, updated_at) VALUES (?, ?, ?)
         ON CONFLICT (channel) DO UPDATE SET highest_serial = excluded.highest_serial, updated_at = excluded.updated_at
         WHERE excluded.highest_serial > served_serials.highest_serial`),
+      workerPlace: this.db.prepare('SELECT * FROM workers WHERE id = ?'),
+      insertRollout: this.db.prepare(`
+        INSERT INTO rollouts (channel, serial, version, manifest, expires_at, urgent, plan, state, state_reason,
+          state_changed_at, state_changed_by, waves_started, started_at)
+        VALUES (@channel, @serial, @version, @manifest, @expires_at, @urgent, @plan, @state, @state_reason,
+          @state_changed_at, @state_changed_by, @waves_started, @started_at)
+        ON CONFLICT (channel, serial) DO NOTHING`),
+      rolloutEpoch: this.db.prepare('SELECT n FROM rollout_epoch WHERE id = 1').pluck(),
+      insertAdmission: this.db.prepare(`
+        INSERT INTO rollout_admissions (channel, serial, worker_id, pool, wave, forced, admitted_at)
+        VALUES (@channel, @serial, @worker_id, @pool, @wave, @forced, @admitted_at)
+        ON CONFLICT (channel, serial, worker_id) DO NOTHING`),
+      workerAdmissions: this.db.prepare(
+        'SELECT * FROM rollout_admissions WHERE worker_id = ? AND channel = ? ORDER BY serial DESC',
+      ),
     };
     this.authCache = new AuthReadCache({ readEpoch: () => this.statements.authEpoch.get() as number });
   }
@@ -248,7 +337,7 @@ export class SqliteFleetStore implements FleetStore {
     return this.batcher.write(() => this.statements.upsertRegistration.run(row));
   }
 
-  async recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null }> {
+  async recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null; platform: string | null }> {
     const update = heartbeat.update;
     const row = {
       id: heartbeat.workerId,
@@ -263,8 +352,8 @@ export class SqliteFleetStore implements FleetStore {
       at: heartbeat.at.toISOString(),
     };
     await this.batcher.write(() => this.statements.upsertHeartbeat.run(row));
-    const found = this.statements.workerChannel.get(heartbeat.workerId) as { channel: string | null } | undefined;
-    return { channel: found?.channel ?? null };
+    const found = this.statements.workerChannel.get(heartbeat.workerId) as { channel: string | null; platform: string | null } | undefined;
+    return { channel: found?.channel ?? null, platform: found?.platform ?? null };
   }
 
   recordReport(report: StoredReport): Promise<void> {
@@ -281,22 +370,176 @@ export class SqliteFleetStore implements FleetStore {
       reason: report.reason ?? null,
       duration_ms: report.duration_ms ?? null,
       correlation_id: report.correlation_id ?? null,
+      serial: report.rolloutSerial,
     };
     return this.batcher.write(() => this.statements.insertReport.run(row));
   }
 
+  async getWorker(workerId: string): Promise<WorkerView | null> {
+    const row = this.statements.workerPlace.get(workerId) as WorkerRow | undefined;
+    return row ? workerFromRow(row) : null;
+  }
+
+  async liveWorkers(channel: string, seenSince: Date): Promise<LiveWorker[]> {
+    return this.db
+      .prepare('SELECT id, pool, version, platform FROM workers WHERE channel = ? AND last_seen_at >= ?')
+      .all(channel, seenSince.toISOString()) as LiveWorker[];
+  }
+
+  async workerEvents(workerId: string, limit: number): Promise<FailureView[]> {
+    return this.db
+      .prepare(
+        `SELECT worker_id, pool, event, channel, platform, from_version, to_version, reason, correlation_id, received_at
+         FROM update_events WHERE worker_id = ? ORDER BY id DESC LIMIT ?`,
+      )
+      .all(workerId, limit) as FailureView[];
+  }
+
+  async workerChannels(): Promise<string[]> {
+    return this.db.prepare('SELECT DISTINCT channel FROM workers WHERE channel IS NOT NULL').pluck().all() as string[];
+  }
+
   async getPoolPolicy(pool: string): Promise<PoolPolicy | null> {
     return this.authCache.policy(pool, (key) => {
-      const row = this.statements.getPolicy.get(key) as { auto_update: number } | undefined;
-      return row ? { auto_update: row.auto_update === 1 } : null;
+      const row = this.statements.getPolicy.get(key) as { auto_update: number; maintenance_windows: string | null } | undefined;
+      return row ? policyFromRow(row) : null;
     });
   }
 
   setPoolPolicy(pool: string, policy: PoolPolicy, change: { at: Date; byTokenId: string }): Promise<void> {
+    const windows = policy.maintenance_windows && policy.maintenance_windows.length > 0 ? JSON.stringify(policy.maintenance_windows) : null;
     return this.batcher.write(() => {
       this.authCache.clear();
-      this.statements.setPolicy.run(pool, policy.auto_update ? 1 : 0, change.at.toISOString(), change.byTokenId);
+      this.statements.setPolicy.run(pool, policy.auto_update ? 1 : 0, windows, change.at.toISOString(), change.byTokenId);
     });
+  }
+
+  async listPoolPolicies(): Promise<Array<{ pool: string; policy: PoolPolicy; updated_at: string }>> {
+    const rows = this.db.prepare('SELECT pool, auto_update, maintenance_windows, updated_at FROM pool_policies ORDER BY pool').all() as Array<{
+      pool: string;
+      auto_update: number;
+      maintenance_windows: string | null;
+      updated_at: string;
+    }>;
+    return rows.map((row) => ({ pool: row.pool, policy: policyFromRow(row), updated_at: row.updated_at }));
+  }
+
+  async createRollout(rollout: RolloutRecord): Promise<boolean> {
+    let created = false;
+    await this.batcher.write(() => {
+      created =
+        this.statements.insertRollout.run({
+          channel: rollout.channel,
+          serial: rollout.serial,
+          version: rollout.version,
+          manifest: rollout.manifest,
+          expires_at: rollout.expiresAt.toISOString(),
+          urgent: rollout.urgent ? 1 : 0,
+          plan: JSON.stringify(rollout.plan),
+          state: rollout.state,
+          state_reason: rollout.stateReason,
+          state_changed_at: rollout.stateChangedAt.toISOString(),
+          state_changed_by: rollout.stateChangedBy,
+          waves_started: JSON.stringify(rollout.wavesStarted.map((at) => at.toISOString())),
+          started_at: rollout.startedAt.toISOString(),
+        }).changes > 0;
+    });
+    return created;
+  }
+
+  async listRollouts(channel: string, limit: number): Promise<RolloutRecord[]> {
+    const rows = this.db.prepare('SELECT * FROM rollouts WHERE channel = ? ORDER BY serial DESC LIMIT ?').all(channel, limit) as RolloutRow[];
+    return rows.map(rolloutFromRow);
+  }
+
+  async rolloutChannels(states: readonly RolloutState[]): Promise<string[]> {
+    if (states.length === 0) return [];
+    return this.db
+      .prepare(`SELECT DISTINCT channel FROM rollouts WHERE state IN (${states.map(() => '?').join(', ')}) ORDER BY channel`)
+      .pluck()
+      .all(...states) as string[];
+  }
+
+  async rolloutEpoch(): Promise<number> {
+    return this.statements.rolloutEpoch.get() as number;
+  }
+
+  async setRolloutState(channel: string, serial: number, fromStates: readonly RolloutState[], change: RolloutStateChange): Promise<boolean> {
+    let changed = false;
+    await this.batcher.write(() => {
+      changed =
+        this.db
+          .prepare(
+            `UPDATE rollouts SET state = ?, state_reason = ?, state_changed_at = ?, state_changed_by = ?
+             WHERE channel = ? AND serial = ? AND state IN (${fromStates.map(() => '?').join(', ')})`,
+          )
+          .run(change.state, change.reason, change.at.toISOString(), change.by, channel, serial, ...fromStates).changes > 0;
+    });
+    return changed;
+  }
+
+  async startRolloutWave(channel: string, serial: number, waveIndex: number, at: Date): Promise<boolean> {
+    let started = false;
+    await this.batcher.write(() => {
+      const row = this.db.prepare('SELECT waves_started FROM rollouts WHERE channel = ? AND serial = ?').get(channel, serial) as
+        | { waves_started: string }
+        | undefined;
+      if (!row) return;
+      const waves = JSON.parse(row.waves_started) as string[];
+      if (waves.length !== waveIndex) return;
+      waves.push(at.toISOString());
+      this.db.prepare('UPDATE rollouts SET waves_started = ? WHERE channel = ? AND serial = ?').run(JSON.stringify(waves), channel, serial);
+      started = true;
+    });
+    return started;
+  }
+
+  admitWorker(admission: AdmissionRecord): Promise<void> {
+    const row = {
+      channel: admission.channel,
+      serial: admission.serial,
+      worker_id: admission.workerId,
+      pool: admission.pool,
+      wave: admission.wave,
+      forced: admission.forced ? 1 : 0,
+      admitted_at: admission.admittedAt.toISOString(),
+    };
+    return this.batcher.write(() => this.statements.insertAdmission.run(row));
+  }
+
+  async workerAdmissions(workerId: string, channel: string): Promise<AdmissionRecord[]> {
+    return (this.statements.workerAdmissions.all(workerId, channel) as AdmissionRow[]).map(admissionFromRow);
+  }
+
+  async rolloutAdmissions(channel: string, serial: number): Promise<AdmissionRecord[]> {
+    const rows = this.db.prepare('SELECT * FROM rollout_admissions WHERE channel = ? AND serial = ?').all(channel, serial) as AdmissionRow[];
+    return rows.map(admissionFromRow);
+  }
+
+  async rolloutReports(channel: string, serial: number, since: Date): Promise<Array<RolloutReport & { received_at: string }>> {
+    return this.db
+      .prepare(
+        `SELECT worker_id, event, reason, received_at FROM update_events
+         WHERE channel = ? AND serial = ? AND received_at >= ? ORDER BY id`,
+      )
+      .all(channel, serial, since.toISOString()) as Array<RolloutReport & { received_at: string }>;
+  }
+
+  async getChannelPlan(channel: string): Promise<RolloutPlan | null> {
+    const row = this.db.prepare('SELECT plan FROM channel_plans WHERE channel = ?').get(channel) as { plan: string } | undefined;
+    return row ? (JSON.parse(row.plan) as RolloutPlan) : null;
+  }
+
+  setChannelPlan(channel: string, plan: RolloutPlan, change: { at: Date; byTokenId: string }): Promise<void> {
+    return this.batcher.write(() =>
+      this.db
+        .prepare(
+          `INSERT INTO channel_plans (channel, plan, updated_at, updated_by_token) VALUES (?, ?, ?, ?)
+           ON CONFLICT (channel) DO UPDATE SET plan = excluded.plan, updated_at = excluded.updated_at,
+             updated_by_token = excluded.updated_by_token`,
+        )
+        .run(channel, JSON.stringify(plan), change.at.toISOString(), change.byTokenId),
+    );
   }
 
   async fleetView(query: FleetQuery): Promise<FleetView> {

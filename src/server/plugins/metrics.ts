@@ -6,7 +6,8 @@ interface Observer {
   observe(value: number): void;
 }
 import type { UpdateReport } from '../../protocol/messages.js';
-import type { FleetStore } from '../fleet/fleet-store.js';
+import { ROLLOUT_STATES, type FleetStore } from '../fleet/fleet-store.js';
+import type { RolloutStatus } from '../rollout/rollout-service.js';
 
 /** Label values taken from reports are bounded: past this many distinct versions, `other`. */
 const MAX_VERSION_LABELS = 500;
@@ -28,8 +29,9 @@ export class ServerMetrics {
   private readonly failures: Counter<'channel' | 'to_version' | 'reason'>;
   private readonly rollbacks: Counter<'channel' | 'to_version' | 'reason'>;
   private readonly versionLabels = new Set<string>();
+  readonly rolloutHalts: Counter<'channel' | 'trigger'>;
 
-  constructor(fleet: FleetStore, workersSeenSince: () => Date) {
+  constructor(fleet: FleetStore, workersSeenSince: () => Date, rollouts: { statuses(): Promise<RolloutStatus[]>; threshold: number }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.httpDuration = new Histogram({
@@ -62,6 +64,64 @@ export class ServerMetrics {
       help: 'Automatic rollbacks reported by workers, by reason code',
       labelNames: ['channel', 'to_version', 'reason'],
       registers,
+    });
+    this.rolloutHalts = new Counter({
+      name: 'bytebiota_rollout_halts_total',
+      help: 'Rollouts halted, by channel and trigger (automatic or operator)',
+      labelNames: ['channel', 'trigger'],
+      registers,
+    });
+    // Read from the fleet store on scrape, like the fleet gauge: each replica exports the same
+    // values, so fleet-wide queries take max() over replicas, never sum().
+    const statuses = { pending: null as Promise<RolloutStatus[]> | null };
+    const readStatuses = (): Promise<RolloutStatus[]> => {
+      statuses.pending ??= rollouts.statuses().finally(() => {
+        statuses.pending = null;
+      });
+      return statuses.pending;
+    };
+    new Gauge({
+      name: 'bytebiota_rollout_state',
+      help: "1 for the state each channel's newest rollout is in (active, paused, halted, aborted, completed, superseded)",
+      labelNames: ['channel', 'version', 'state'],
+      registers,
+      async collect() {
+        const all = await readStatuses();
+        this.reset();
+        for (const status of all) {
+          for (const state of ROLLOUT_STATES) this.set({ channel: status.channel, version: status.version, state }, status.state === state ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'bytebiota_rollout_wave',
+      help: "Waves started of each channel's newest rollout",
+      labelNames: ['channel', 'version'],
+      registers,
+      async collect() {
+        const all = await readStatuses();
+        this.reset();
+        for (const status of all) this.set({ channel: status.channel, version: status.version }, status.current_wave);
+      },
+    });
+    new Gauge({
+      name: 'bytebiota_rollout_failure_rate',
+      help: "Share of sampled workers failing with the release's fault, per channel's newest rollout (halts above bytebiota_rollout_failure_threshold)",
+      labelNames: ['channel', 'version'],
+      registers,
+      async collect() {
+        const all = await readStatuses();
+        this.reset();
+        for (const status of all) this.set({ channel: status.channel, version: status.version }, status.failure.rate);
+      },
+    });
+    new Gauge({
+      name: 'bytebiota_rollout_failure_threshold',
+      help: 'The failure rate above which a rollout halts on its own',
+      registers,
+      collect() {
+        this.set(rollouts.threshold);
+      },
     });
     new Gauge({
       name: 'bytebiota_fleet_workers',
@@ -107,7 +167,7 @@ export class ServerMetrics {
 
 export const metricsPlugin = fp<{ workersSeenSince: () => Date }>(
   async (app, options) => {
-    const metrics = new ServerMetrics(app.fleet, options.workersSeenSince);
+    const metrics = new ServerMetrics(app.fleet, options.workersSeenSince, { statuses: () => app.rollouts.statuses(), threshold: app.rollouts.halt.failureRate });
     app.decorate('serverMetrics', metrics);
     // A callback hook, with the labelled series looked up by one string key: prom-client's
     // observe(labels, value) validates and hashes the label object on every call.

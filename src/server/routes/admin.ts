@@ -1,7 +1,9 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { PoolName, PoolPolicy } from '../../protocol/messages.js';
+import { CodedError } from '../../shared/errors.js';
 import { HttpError } from '../http-error.js';
+import { parseMaintenanceWindow } from '../rollout/maintenance-window.js';
 import { addLogFields } from '../plugins/access-log.js';
 import { requireAuth } from '../plugins/auth.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
@@ -48,12 +50,17 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       config: { auth: 'admin' },
       schema: {
         tags: ['admin'],
-        summary: "Turn a pool's self-update on or off",
+        summary: "Turn a pool's self-update on or off, and set its maintenance windows (replaced whole; none: always open)",
         security: bearerSecurity,
         params: Type.Object({ pool: PoolName }),
         body: PoolPolicy,
         response: {
-          200: Type.Object({ pool: Type.String(), auto_update: Type.Boolean(), updated_at: Type.String() }),
+          200: Type.Object({
+            pool: Type.String(),
+            auto_update: Type.Boolean(),
+            maintenance_windows: Type.Array(Type.String()),
+            updated_at: Type.String(),
+          }),
           ...errorResponses(400, 401, 403, 413, 415, 429, 503),
         },
       },
@@ -62,14 +69,23 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const auth = requireAuth(request);
       const { pool } = request.params;
       const at = app.clock.now();
+      const windows = request.body.maintenance_windows ?? [];
+      for (const text of windows) {
+        try {
+          parseMaintenanceWindow(text);
+        } catch (err) {
+          if (err instanceof CodedError) throw new HttpError(400, err.code, err.message);
+          throw err;
+        }
+      }
       await app.fleet.setPoolPolicy(pool, request.body, { at, byTokenId: auth.tokenId });
       // An audit line: who switched which pool, and to what.
       request.log.info(
-        { event: 'pool_policy_changed', pool, auto_update: request.body.auto_update, token_id: auth.tokenId },
+        { event: 'pool_policy_changed', pool, auto_update: request.body.auto_update, maintenance_windows: windows, token_id: auth.tokenId },
         'pool policy changed',
       );
       addLogFields(request, { event: 'pool_policy_put', pool, auto_update: request.body.auto_update });
-      return { pool, auto_update: request.body.auto_update, updated_at: at.toISOString() };
+      return { pool, auto_update: request.body.auto_update, maintenance_windows: windows, updated_at: at.toISOString() };
     },
   );
 };

@@ -1,10 +1,12 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Channel, PlatformName, Version } from '../../protocol/manifest.js';
+import type { FastifyInstance } from 'fastify';
+import { Channel, PlatformName, Version, type SignedRelease } from '../../protocol/manifest.js';
 import { WorkerId } from '../../protocol/messages.js';
 import { HttpError } from '../http-error.js';
 import { ifNoneMatchMatches } from '../http-conditional.js';
 import { addLogFields } from '../plugins/access-log.js';
+import { admitsEveryone } from '../rollout/plan.js';
 import { workerPool } from '../plugins/auth.js';
 import { Binary, bearerSecurity, errorResponses, NotModified } from './schemas.js';
 
@@ -15,10 +17,15 @@ const LatestQuery = Type.Object({
   current_version: Type.Optional(Version),
 });
 
+/** `--force-update` on the worker: the newest release, outside the rollout (logged as rollout_bypassed). */
+export const FORCE_UPDATE_HEADER = 'x-bytebiota-force-update';
+
 /**
- * GET /api/worker-updates/latest (plan B1.1, B1.3): the channel's current signed manifest, byte
- * for byte as published, after the server verified it. The worker verifies it again itself; the
- * server's check only keeps a bad manifest from ever reaching the fleet.
+ * GET /api/worker-updates/latest (plan B1.1, B1.3): the signed manifest this worker is offered,
+ * byte for byte as published, after the server verified it. The worker verifies it again itself;
+ * the server's check only keeps a bad manifest from ever reaching the fleet. `404 no_release`
+ * means nothing new for this worker: no release, none it is admitted to yet, or its pool is
+ * outside its maintenance windows; every worker takes it as a harmless answer.
  */
 export const manifestRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
@@ -36,8 +43,8 @@ export const manifestRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const { channel, platform, worker_id: workerId, current_version: currentVersion } = request.query;
       const pool = workerPool(request);
-      const policy = await app.fleet.getPoolPolicy(pool);
-      const autoUpdate = policy?.auto_update ?? false;
+      const force = request.headers[FORCE_UPDATE_HEADER] === '1';
+      const autoUpdate = (await app.fleet.getPoolPolicy(pool))?.auto_update ?? false;
       addLogFields(request, {
         event: 'manifest_fetch',
         channel,
@@ -46,12 +53,13 @@ export const manifestRoutes: FastifyPluginAsyncTypebox = async (app) => {
         current_version: currentVersion,
         pool,
         auto_update: autoUpdate,
+        ...(force ? { forced: true } : {}),
       });
 
-      const manifest = await app.manifests.current(channel);
+      const manifest = await offeredManifest(app, { channel, pool, workerId, currentVersion, force });
       if (!manifest) {
         addLogFields(request, { result: 'no_release' });
-        throw new HttpError(404, 'no_release', `no verified release on channel ${channel}`);
+        throw new HttpError(404, 'no_release', `nothing is offered to this worker on channel ${channel}`);
       }
       if (platform !== undefined && manifest.signed.artifacts[platform] === undefined) {
         addLogFields(request, { result: 'no_release', version: manifest.signed.version });
@@ -69,3 +77,29 @@ export const manifestRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 };
+
+/**
+ * The manifest this worker is offered: the newest release its rollout admits it to, kept as
+ * verified when the rollout started (docs/runbooks/rollout.md). A request without a worker id
+ * or version (not one our workers send) gets only a release offered to every worker.
+ */
+async function offeredManifest(
+  app: FastifyInstance,
+  request: { channel: string; pool: string; workerId: string | undefined; currentVersion: string | undefined; force: boolean },
+): Promise<{ bytes: Buffer; etag: string; signed: SignedRelease } | null> {
+  if (request.workerId === undefined || request.currentVersion === undefined) {
+    const now = app.clock.now().getTime();
+    const done = (await app.rollouts.offers.rollouts(request.channel)).find((r) => admitsEveryone(r.record) && r.record.expiresAt.getTime() > now);
+    return done ? { bytes: done.record.manifest, etag: done.etag, signed: done.signed } : null;
+  }
+  const decision = await app.rollouts.decide({
+    workerId: request.workerId,
+    pool: request.pool,
+    channel: request.channel,
+    currentVersion: request.currentVersion,
+    force: request.force,
+  });
+  if (decision.kind !== 'offer') return null;
+  const { rollout } = decision;
+  return { bytes: rollout.record.manifest, etag: rollout.etag, signed: rollout.signed };
+}

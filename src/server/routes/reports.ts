@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
 import { UpdateReport } from '../../protocol/messages.js';
 import { addLogFields } from '../plugins/access-log.js';
 import { workerPool } from '../plugins/auth.js';
@@ -37,9 +38,22 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         update_duration_ms: report.duration_ms,
         report_correlation_id: report.correlation_id,
       });
-      await app.fleet.recordReport({ ...report, pool, receivedAt: app.clock.now(), requestId: request.id });
+      const rolloutSerial = report.serial ?? (await rolloutSerialOf(app, report.worker_id, report.channel, report.to_version));
+      if (rolloutSerial !== null) addLogFields(request, { serial: rolloutSerial });
+      await app.fleet.recordReport({ ...report, pool, rolloutSerial, receivedAt: app.clock.now(), requestId: request.id });
       app.serverMetrics.recordReport(report);
       return reply.code(202).send({ status: 'accepted' as const });
     },
   );
 };
+
+/**
+ * The rollout a report from an older worker (no `serial`) is about: of the channel's rollouts of
+ * its `to_version`, the newest the worker was admitted to, else the newest. Null when none is.
+ */
+async function rolloutSerialOf(app: FastifyInstance, workerId: string, channel: string, toVersion: string): Promise<number | null> {
+  const candidates = (await app.rollouts.offers.rollouts(channel)).filter((r) => r.record.version === toVersion);
+  if (candidates.length === 0) return null;
+  const admitted = new Set((await app.fleet.workerAdmissions(workerId, channel)).map((a) => a.serial));
+  return (candidates.find((r) => admitted.has(r.record.serial)) ?? candidates[0]!).record.serial;
+}

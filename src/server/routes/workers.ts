@@ -1,21 +1,35 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse } from '../../protocol/messages.js';
+import { HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, type ServerAccepts } from '../../protocol/messages.js';
+import { REASON_CODES } from '../../protocol/reason-codes.js';
 import { addLogFields } from '../plugins/access-log.js';
 import { workerPool } from '../plugins/auth.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
 
+/** What this server takes from workers beyond the first protocol (a worker sends nothing else). */
+export const SERVER_ACCEPTS: ServerAccepts = { report_fields: ['serial'], reasons: [...REASON_CODES] };
+
 /**
  * The handshake and the heartbeat (plan B3.1). Both carry the pool's policy to the worker, which
- * enforces it itself (so a local --force-update still works); versions come from the channel's
- * current verified manifest and are null when the channel has none.
+ * enforces it itself (so a local --force-update still works); versions come from the release the
+ * worker is offered and are null when it is offered none.
  */
 export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  async function channelFacts(channel: string | null) {
-    const manifest = channel === null ? null : await app.manifests.current(channel);
+  /**
+   * The versions a worker is told come from the release it is offered, never from the channel's
+   * head: a new release that raises the minimum must not make workers it has not reached yet
+   * refuse to start. A worker admitted meanwhile learns of its release here, at its next heartbeat.
+   */
+  async function offeredFacts(worker: { workerId: string; pool: string; channel: string | null; currentVersion: string }) {
+    const decision =
+      worker.channel === null
+        ? null
+        : await app.rollouts.decide({ workerId: worker.workerId, pool: worker.pool, channel: worker.channel, currentVersion: worker.currentVersion });
+    const signed = decision?.kind === 'offer' ? decision.rollout.signed : null;
     return {
-      minimum_version: manifest?.signed.minimum_version ?? null,
-      recommended_version: manifest?.signed.recommended_version ?? null,
-      latest_version: manifest?.signed.version ?? null,
+      minimum_version: signed?.minimum_version ?? null,
+      recommended_version: signed?.recommended_version ?? null,
+      latest_version: signed?.version ?? null,
+      serial: signed?.serial ?? null,
     };
   }
 
@@ -47,10 +61,11 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         version: body.current_version,
         at: now,
       });
-      const facts = await channelFacts(body.channel);
+      const facts = await offeredFacts({ workerId: body.worker_id, pool, channel: body.channel, currentVersion: body.current_version });
       const autoUpdate = await autoUpdateOf(pool);
       addLogFields(request, {
         event: 'worker_registered',
+        offered_serial: facts.serial,
         worker_id: body.worker_id,
         pool,
         channel: body.channel,
@@ -60,10 +75,13 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         minimum_version: facts.minimum_version,
       });
       return {
-        ...facts,
+        minimum_version: facts.minimum_version,
+        recommended_version: facts.recommended_version,
+        latest_version: facts.latest_version,
         auto_update: autoUpdate,
         heartbeat_interval_s: app.settings.heartbeatIntervalSeconds,
         server_time: now.toISOString(),
+        accepts: SERVER_ACCEPTS,
       };
     },
   );
@@ -91,7 +109,7 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         update: body.update ?? null,
         at: app.clock.now(),
       });
-      const facts = await channelFacts(channel);
+      const facts = await offeredFacts({ workerId: body.worker_id, pool, channel, currentVersion: body.current_version });
       const autoUpdate = await autoUpdateOf(pool);
       addLogFields(request, {
         event: 'worker_heartbeat',
@@ -102,12 +120,15 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         update_state: body.update?.state,
         update_to_version: body.update?.to_version,
         reason: body.update?.reason,
+        offered_serial: facts.serial,
       });
       return {
         auto_update: autoUpdate,
         minimum_version: facts.minimum_version,
         latest_version: facts.latest_version,
+        recommended_version: facts.recommended_version,
         heartbeat_interval_s: app.settings.heartbeatIntervalSeconds,
+        accepts: SERVER_ACCEPTS,
       };
     },
   );

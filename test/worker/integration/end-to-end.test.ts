@@ -78,7 +78,7 @@ before(async () => {
   const db = join(dir, 'server.db');
   workerToken = (await cli('server', ['token', 'create', '--db', db, '--role', 'worker', '--pool', 'canary'])).stdout.trim().split('\n').at(-1) ?? '';
   adminToken = (await cli('server', ['token', 'create', '--db', db, '--role', 'admin'])).stdout.trim().split('\n').at(-1) ?? '';
-  const server = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts', 'serve', '--port', '0', '--store', store, '--db', db, '--release-key', publicKey, '--heartbeat-interval', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const server = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts', 'serve', '--port', '0', '--store', store, '--db', db, '--release-key', publicKey, '--heartbeat-interval', '1', '--default-rollout-plan', 'immediate'], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(server);
   const listening = await collectLines(server).waitFor(eventIs('server_listening'), 30_000);
   serverUrl = String(listening['url']);

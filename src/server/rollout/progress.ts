@@ -1,0 +1,132 @@
+import { RELEASE_FAULT_REASONS, isReasonCode } from '../../protocol/reason-codes.js';
+import type { AdmissionRecord, LiveWorker, RolloutRecord } from '../fleet/fleet-store.js';
+import { evaluateFailures, type FailureStats, type HaltSettings, type RolloutReport } from './failure-rate.js';
+import { ALL_POOLS, type Wave } from './plan.js';
+
+/** Everything a rollout's progress is computed from, read once per evaluation. */
+export interface ProgressInput {
+  record: RolloutRecord;
+  now: Date;
+  admissions: readonly AdmissionRecord[];
+  /** Reports on the release since the rollout started, oldest first. */
+  reports: ReadonlyArray<RolloutReport & { received_at: string }>;
+  /** The channel's live workers. */
+  live: readonly LiveWorker[];
+  halt: HaltSettings;
+  /** Whether a pool is inside its maintenance windows now; and whether its policy is on. */
+  poolOpen(pool: string): boolean;
+  poolAutoUpdate(pool: string): boolean;
+}
+
+export interface WaveProgress {
+  index: number;
+  pools: string[];
+  percent: number;
+  soak_s: number;
+  min_healthy: number;
+  started_at: string | null;
+  /** Workers this wave admitted (the newest started wave when they were). */
+  admitted: number;
+  live_admitted: number;
+  /** Of those, workers that updated and passed their watch (a success report). */
+  updated: number;
+  /** Of those, workers with a failure or rollback that is the release's fault. */
+  failed: number;
+  /** Healthy updates the wave needs before the next starts: min_healthy, lowered to its live admitted workers that have not failed. */
+  healthy_needed: number;
+  /** What the next step waits on, in words; empty when nothing does. */
+  waiting_on: string[];
+}
+
+export interface RolloutProgress {
+  waves: WaveProgress[];
+  failure: FailureStats;
+  /** The newest started wave has soaked: the next may start (or the rollout complete). */
+  currentWaveDone: boolean;
+  /** The next wave's pools: at least one is inside its windows (or it has no pools with windows). */
+  nextWaveMayStart: boolean;
+}
+
+function minutes(seconds: number): string {
+  return seconds >= 120 ? `${Math.round(seconds / 60)} min` : `${Math.round(seconds)} s`;
+}
+
+/** Pools a wave names, or, for `*`, the pools with live workers on the channel. */
+export function wavePools(wave: Wave, live: readonly LiveWorker[]): string[] {
+  if (!wave.pools.includes(ALL_POOLS)) return wave.pools;
+  return [...new Set(live.map((w) => w.pool))].sort();
+}
+
+/**
+ * A rollout's waves with their counts, its failure rate against the halt threshold, and what
+ * each step waits on. Pure: the evaluation and `rollout status` both read the same numbers.
+ */
+export function rolloutProgress(input: ProgressInput): RolloutProgress {
+  const { record, now } = input;
+  const liveIds = new Set(input.live.map((w) => w.id));
+  const succeeded = new Set<string>();
+  const failed = new Set<string>();
+  for (const report of input.reports) {
+    if (report.event === 'success') succeeded.add(report.worker_id);
+    if ((report.event === 'failure' || report.event === 'rollback') && isReasonCode(report.reason) && RELEASE_FAULT_REASONS.has(report.reason)) {
+      failed.add(report.worker_id);
+    }
+  }
+  // The window never reaches back past the last time the rollout became active (a resume
+  // starts the count afresh: the operator has seen the failures that halted it).
+  const windowStartMs = Math.max(now.getTime() - input.halt.windowSeconds * 1000, record.state === 'active' ? record.stateChangedAt.getTime() : 0);
+  const windowReports = input.reports.filter((r) => Date.parse(r.received_at) >= windowStartMs);
+  const liveAdmitted = input.admissions.filter((a) => liveIds.has(a.workerId) && !a.forced).length;
+  const failure = evaluateFailures(windowReports, liveAdmitted, input.halt);
+
+  const lastStarted = record.wavesStarted.length - 1;
+  const waves: WaveProgress[] = record.plan.waves.map((wave, index) => {
+    const ofWave = input.admissions.filter((a) => a.wave === index && !a.forced);
+    const liveOfWave = ofWave.filter((a) => liveIds.has(a.workerId));
+    const updated = ofWave.filter((a) => succeeded.has(a.workerId)).length;
+    const failedCount = ofWave.filter((a) => failed.has(a.workerId)).length;
+    // Workers whose pool has self-update off will not update: a wave never waits for them.
+    const liveNotFailed = liveOfWave.filter((a) => !failed.has(a.workerId) && input.poolAutoUpdate(a.pool)).length;
+    const startedAt = record.wavesStarted[index] ?? null;
+    const healthyNeeded = Math.min(wave.min_healthy, liveNotFailed);
+    const waiting: string[] = [];
+    if (startedAt !== null && index === lastStarted) {
+      const soakedS = (now.getTime() - startedAt.getTime()) / 1000;
+      if (soakedS < wave.soak_s) waiting.push(`soak: ${minutes(soakedS)} of ${minutes(wave.soak_s)}`);
+      if (updated < healthyNeeded) waiting.push(`healthy updates: ${updated} of ${healthyNeeded} (${liveOfWave.length} live admitted)`);
+      for (const pool of wavePools(wave, input.live)) {
+        if (!input.poolAutoUpdate(pool)) waiting.push(`pool ${pool}: auto_update is off, its workers take nothing`);
+        else if (!input.poolOpen(pool)) waiting.push(`pool ${pool}: outside its maintenance windows`);
+      }
+    } else if (startedAt === null && index === lastStarted + 1) {
+      waiting.push(`wave ${index} to finish`);
+      const pools = wavePools(wave, input.live);
+      if (pools.length > 0 && !pools.some((pool) => input.poolOpen(pool))) waiting.push(`a maintenance window of ${pools.join(', ')}`);
+    }
+    return {
+      index,
+      pools: wave.pools,
+      percent: wave.percent,
+      soak_s: wave.soak_s,
+      min_healthy: wave.min_healthy,
+      started_at: startedAt?.toISOString() ?? null,
+      admitted: ofWave.length,
+      live_admitted: liveOfWave.length,
+      updated,
+      failed: failedCount,
+      healthy_needed: healthyNeeded,
+      waiting_on: waiting,
+    };
+  });
+  const current = waves[lastStarted];
+  const currentWave = record.plan.waves[lastStarted];
+  const currentWaveDone =
+    current !== undefined &&
+    currentWave !== undefined &&
+    now.getTime() - (record.wavesStarted[lastStarted]?.getTime() ?? now.getTime()) >= currentWave.soak_s * 1000 &&
+    current.updated >= current.healthy_needed;
+  const nextWave = record.plan.waves[lastStarted + 1];
+  const nextPools = nextWave ? wavePools(nextWave, input.live) : [];
+  const nextWaveMayStart = nextWave !== undefined && (nextPools.length === 0 || nextPools.some((pool) => input.poolOpen(pool)));
+  return { waves, failure, currentWaveDone, nextWaveMayStart };
+}
