@@ -59,6 +59,7 @@ export interface RolloutSettings {
   evalIntervalSeconds?: number;
   halt?: HaltSettings;
   webhookUrl?: string | undefined;
+  webhookRetryDelaysMs?: readonly number[];
   /** Evaluate on a timer (the default); false leaves it to `app.rollouts.evaluate()` (tests). */
   evaluateOnTimer?: boolean;
 }
@@ -99,6 +100,7 @@ export const bytebiotaServer = fp<AppDeps>(
       evalIntervalSeconds: rolloutSettings.evalIntervalSeconds,
       halt: rolloutSettings.halt,
       webhookUrl: rolloutSettings.webhookUrl,
+      ...(rolloutSettings.webhookRetryDelaysMs ? { webhookRetryDelaysMs: rolloutSettings.webhookRetryDelaysMs } : {}),
       onHalt: (event) => app.serverMetrics.rolloutHalts.inc({ channel: event.channel, trigger: event.trigger }),
     });
     app.decorate('rollouts', rollouts);

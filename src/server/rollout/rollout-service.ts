@@ -44,6 +44,8 @@ export interface RolloutServiceOptions {
   halt?: HaltSettings;
   /** A URL that gets a JSON POST when a rollout halts. */
   webhookUrl?: string | undefined;
+  /** Delays between webhook attempts; the default is in webhook.ts. */
+  webhookRetryDelaysMs?: readonly number[];
   /** Called on every halt, automatic or not (metrics). */
   onHalt?(event: HaltEvent): void;
 }
@@ -84,6 +86,7 @@ export class RolloutService {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private readonly webhooks = new Set<Promise<unknown>>();
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: RolloutServiceOptions) {
     this.halt = options.halt ?? DEFAULT_HALT_SETTINGS;
@@ -115,6 +118,7 @@ export class RolloutService {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.running;
+    this.stopping.abort();
     await Promise.allSettled([...this.webhooks]);
   }
 
@@ -201,7 +205,7 @@ export class RolloutService {
     this.options.onHalt?.({ channel: record.channel, serial: record.serial, version: record.version, reason, trigger });
     if (this.options.webhookUrl) {
       const delivery = postWebhook(
-        { url: this.options.webhookUrl, logger },
+        { url: this.options.webhookUrl, logger, signal: this.stopping.signal, ...(this.options.webhookRetryDelaysMs ? { retryDelaysMs: this.options.webhookRetryDelaysMs } : {}) },
         { event: 'rollout_halted', channel: record.channel, serial: record.serial, version: record.version, trigger, reason, at: at.toISOString(), ...numbers },
       );
       this.webhooks.add(delivery);

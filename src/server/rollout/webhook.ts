@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { setTimeout } from 'node:timers/promises';
 import { request } from 'undici';
 import { errorMessage } from '../../shared/errors.js';
 
@@ -8,7 +9,8 @@ export interface WebhookOptions {
   /** Delays before each retry; the default tries four times over about 30 s. */
   retryDelaysMs?: readonly number[];
   timeoutMs?: number;
-  sleep?: (ms: number) => Promise<void>;
+  /** Aborted when the server stops: a delivery still retrying gives up at once. */
+  signal?: AbortSignal;
 }
 
 const DEFAULT_RETRY_DELAYS_MS = [1000, 5000, 25_000];
@@ -20,15 +22,15 @@ const DEFAULT_RETRY_DELAYS_MS = [1000, 5000, 25_000];
  */
 export async function postWebhook(options: WebhookOptions, body: Record<string, unknown>): Promise<boolean> {
   const delays = options.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref()));
+  const stopped = options.signal ?? new AbortController().signal;
   const target = new URL(options.url);
-  for (let attempt = 0; attempt <= delays.length; attempt += 1) {
+  for (let attempt = 0; attempt <= delays.length && !stopped.aborted; attempt += 1) {
     try {
       const response = await request(options.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(body),
-        signal: AbortSignal.timeout(options.timeoutMs ?? 5000),
+        signal: AbortSignal.any([stopped, AbortSignal.timeout(options.timeoutMs ?? 5000)]),
       });
       await response.body.dump();
       if (response.statusCode >= 200 && response.statusCode < 300) {
@@ -40,7 +42,7 @@ export async function postWebhook(options: WebhookOptions, body: Record<string, 
       options.logger.warn({ event: 'rollout_webhook_failed', webhook: target.origin, err: errorMessage(err), attempt: attempt + 1 }, 'webhook not reached');
     }
     const delay = delays[attempt];
-    if (delay !== undefined) await sleep(delay);
+    if (delay !== undefined) await setTimeout(delay, undefined, { signal: stopped }).catch(() => undefined);
   }
   options.logger.error({ event: 'rollout_webhook_gave_up', webhook: target.origin, attempts: delays.length + 1 }, 'gave up on the webhook; the halt stands');
   return false;
