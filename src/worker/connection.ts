@@ -5,6 +5,7 @@ import {
   RegisterResponse,
   type HeartbeatRequest,
   type RegisterRequest,
+  type ServerAccepts,
   type UpdateReport,
 } from '../protocol/messages.js';
 import { CodedError, errorMessage } from '../shared/errors.js';
@@ -173,6 +174,12 @@ export interface ServerPolicy {
   latestVersion: string | null;
   poolAutoUpdate: boolean;
   heartbeatIntervalS: number;
+  /**
+   * What the server takes beyond the first protocol (report fields, reason codes), as its last
+   * handshake or heartbeat said; null for a server that says nothing (an older one). A server
+   * that sends it knows staged rollouts.
+   */
+  accepts: ServerAccepts | null;
 }
 
 export function policyFromRegister(response: RegisterResponse): ServerPolicy {
@@ -182,6 +189,7 @@ export function policyFromRegister(response: RegisterResponse): ServerPolicy {
     latestVersion: response.latest_version,
     poolAutoUpdate: response.auto_update,
     heartbeatIntervalS: response.heartbeat_interval_s,
+    accepts: response.accepts ?? null,
   };
 }
 
@@ -248,6 +256,9 @@ export async function maintainConnection(options: ConnectionOptions, signal: Abo
         latestVersion: response.latest_version,
         poolAutoUpdate: response.auto_update,
         heartbeatIntervalS: response.heartbeat_interval_s,
+        ...(response.recommended_version !== undefined ? { recommendedVersion: response.recommended_version } : {}),
+        // Each heartbeat says it again: a server replaced by an older one stops saying it.
+        accepts: response.accepts ?? null,
       };
       options.onPolicy(policy);
     } catch (err) {

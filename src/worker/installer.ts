@@ -106,8 +106,29 @@ function runVersionJson(executable: string, timeoutMs: number): Promise<string> 
 }
 
 /**
+ * Spawn errors that say the executable itself cannot run here, not that this machine failed to
+ * start it: ENOEXEC (not an executable format), ENOENT (the file was just staged, so it is the
+ * interpreter or loader it names that is missing: a build for another libc or a bad `#!`).
+ */
+const EXECUTABLE_AT_FAULT_ERRNOS: ReadonlySet<string> = new Set(['ENOEXEC', 'ENOENT']);
+
+/**
+ * The reason code for a `--version --json` run that failed: `self_test_failed` when the
+ * executable is at fault (it exited non-zero, died, hung, or cannot be executed at all), and
+ * `install_failed` when this machine could not start a process (EACCES on a noexec mount,
+ * EAGAIN, ENOMEM, ETXTBSY that did not clear): that is not the release's fault.
+ */
+export function selfTestRunFailureCode(err: unknown): 'self_test_failed' | 'install_failed' {
+  const errno = (err as { code?: unknown } | null)?.code;
+  return typeof errno === 'string' && !EXECUTABLE_AT_FAULT_ERRNOS.has(errno) ? 'install_failed' : 'self_test_failed';
+}
+
+/**
  * Run the staged executable with `--version --json` and require it to report `version`: a
  * binary for the wrong platform, a truncated one, or a mislabelled build never becomes a version.
+ * Its failures are `self_test_failed`, the release's fault (it counts toward halting a rollout):
+ * the run exits non-zero, dies, hangs past the timeout, prints no JSON, or reports another
+ * version; a process this machine could not start stays `install_failed` (selfTestRunFailureCode).
  * ETXTBSY (a just-closed file still counted as open for writing by a concurrent fork) is retried.
  */
 async function selfTest(executable: string, version: string, timeoutMs: number): Promise<void> {
@@ -120,19 +141,17 @@ async function selfTest(executable: string, version: string, timeoutMs: number):
         await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
         continue;
       }
-      throw new UpdateError('install_failed', `self-test of ${version}: --version --json failed: ${errorMessage(err)}`, {
-        cause: err,
-      });
+      throw new UpdateError(selfTestRunFailureCode(err), `self-test of ${version}: --version --json failed: ${errorMessage(err)}`, { cause: err });
     }
   }
   let reported: unknown;
   try {
     reported = (JSON.parse(stdout.trim()) as { version?: unknown }).version;
   } catch (err) {
-    throw new UpdateError('install_failed', `self-test of ${version}: --version --json did not print JSON`, { cause: err });
+    throw new UpdateError('self_test_failed', `self-test of ${version}: --version --json did not print JSON`, { cause: err });
   }
   if (reported !== version) {
-    throw new UpdateError('install_failed', `self-test: the executable staged as ${version} reports version ${String(reported)}`);
+    throw new UpdateError('self_test_failed', `self-test: the executable staged as ${version} reports version ${String(reported)}`);
   }
 }
 
@@ -174,12 +193,12 @@ async function coveredByReceipt(opts: StageOptions, staged: string): Promise<boo
  * 1. place the file in a fresh staging dir under tmp/ (same filesystem as versions/);
  * 2. check its size and SHA-256 against the signed values (hashing it, unless the fetcher's
  *    receipt proves this very file was hashed against them);
- * 3. chmod 0755 and self-test it (`--version --json` must report `version`);
+ * 3. chmod 0755 and self-test it (`--version --json` must report `version`; self_test_failed);
  * 4. fsync the file, write `.complete` last (itself fsynced), fsync the staging dir;
  * 5. rename the staging dir to `versions/<version>` and fsync `versions/`.
  * Idempotent: a version already complete with the same SHA-256 is returned as is. On failure the
  * staging dir is removed and an UpdateError is thrown (install_failed; size_mismatch,
- * checksum_mismatch or disk_full when that is what went wrong). It never writes into a version
+ * checksum_mismatch, self_test_failed or disk_full when that is what went wrong). It never writes into a version
  * dir that exists complete, so it never writes over an executable that may be running.
  */
 export async function stageVersion(opts: StageOptions): Promise<{ version: string; executablePath: string }> {

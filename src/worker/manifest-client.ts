@@ -16,7 +16,15 @@ export interface ManifestRequest {
   dispatcher?: Dispatcher;
   /** The whole request, headers and body, must finish within this time. */
   timeoutMs?: number;
+  /**
+   * `--force-update`: ask the server to bypass its staged rollout for this request (header
+   * FORCE_UPDATE_HEADER). An older server ignores the header.
+   */
+  force?: boolean;
 }
+
+/** Sent with `1` on a forced check: the server offers the release whatever its rollout says. */
+export const FORCE_UPDATE_HEADER = 'x-bytebiota-force-update';
 
 export type ManifestResponse =
   | { kind: 'not_modified' }
@@ -86,6 +94,7 @@ export async function fetchLatestManifest(req: ManifestRequest): Promise<Manifes
   const timeoutMs = req.timeoutMs ?? DEFAULT_MANIFEST_TIMEOUT_MS;
   const headers: Record<string, string> = { authorization: `Bearer ${req.token}`, accept: 'application/json' };
   if (req.etag !== undefined) headers['if-none-match'] = req.etag;
+  if (req.force === true) headers[FORCE_UPDATE_HEADER] = '1';
   try {
     const response = await request(url, {
       method: 'GET',

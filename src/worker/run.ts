@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { Dispatcher } from 'undici';
-import type { HeartbeatRequest, RegisterRequest, UpdateProgress } from '../protocol/messages.js';
+import type { HeartbeatRequest, RegisterRequest, ServerAccepts, UpdateProgress } from '../protocol/messages.js';
 import { currentPlatform } from '../protocol/platform.js';
 import { UpdateError } from '../protocol/reason-codes.js';
 import { isNewerVersion } from '../protocol/version.js';
@@ -18,7 +19,9 @@ import { installLayout } from './install-layout.js';
 import { serveMetrics, WorkerMetrics, type MetricsServer } from './metrics.js';
 import { autoUpdateAllowed, decideStart, EXIT_CODES, isBelowMinimum, nextCheckDelayMs } from './policy.js';
 import { ReportQueue } from './report-queue.js';
+import { acceptsFromState, adaptedReportSender, adaptForServer, rememberAccepts } from './server-accepts.js';
 import { loadState } from './state.js';
+import { recheckBeforeSwitch } from './switch-recheck.js';
 import { completedOnReady, updateStatusAtStart } from './update-status.js';
 import { LOG_EVENTS, UpdateTelemetry, type UpdateEventMessage } from './telemetry.js';
 import { runUpdateOnce, type UpdaterContext } from './updater.js';
@@ -93,6 +96,29 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     log.info({ event: 'worker_metrics_listening', url: metricsServer.url }, 'serving metrics');
   }
 
+  // What the server takes beyond the first protocol: from its last handshake or heartbeat, and
+  // until this process has heard from it, what it said to the last one (state.json).
+  let serverAccepts: ServerAccepts | null = config.serverUrl !== null ? acceptsFromState(state, config.serverUrl) : null;
+  let persistedAccepts: ServerAccepts | null | undefined = serverAccepts;
+  let acceptsWrite: Promise<void> = Promise.resolve();
+  const noteAccepts = (accepts: ServerAccepts | null): void => {
+    serverAccepts = accepts;
+    const serverUrl = config.serverUrl;
+    if (serverUrl === null || isDeepStrictEqual(accepts, persistedAccepts)) return;
+    persistedAccepts = accepts;
+    log.info(
+      { event: 'worker_server_accepts', report_fields: accepts?.report_fields ?? null, reasons: accepts?.reasons.length ?? null },
+      accepts ? 'the server says what it accepts (rollout-aware)' : 'the server says nothing of what it accepts: first protocol only',
+    );
+    // Persisted for the supervisor, which sends reports without ever registering.
+    acceptsWrite = acceptsWrite
+      .then(() => rememberAccepts(layout, serverUrl, accepts))
+      .catch((err: unknown) => {
+        persistedAccepts = undefined;
+        log.warn({ event: 'worker_state_write_failed', field: 'server_accepts', error: errorMessage(err) }, 'could not remember what the server accepts');
+      });
+  };
+
   let dispatcher: Dispatcher | null = null;
   let client: ServerClient | null = null;
   let queue: ReportQueue | null = null;
@@ -102,7 +128,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     const reportClient = client;
     queue = new ReportQueue({
       dir: layout.reportsDir,
-      send: (report, correlationId) => reportClient.postReport(report, correlationId),
+      send: adaptedReportSender({ post: (report, correlationId) => reportClient.postReport(report, correlationId), accepts: () => serverAccepts, log }),
       backoff: fullJitterBackoff({ baseDelayMs: 1000, maxDelayMs: 300_000, random }),
       log,
       clock,
@@ -129,10 +155,14 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     if (client === null || config.serverUrl === null || config.token === null) return 'not_staged';
     const correlationId = randomUUID();
     let attemptedVersion: string | null = null;
+    // The release the verified manifest names: its serial goes into this attempt's reports.
+    let verifiedRelease: { version: string; serial: number } | null = null;
+    const serialOf = (toVersion: string | null): { serial?: number } =>
+      verifiedRelease !== null && verifiedRelease.version === toVersion ? { serial: verifiedRelease.serial } : {};
     const recordAttempt = async (toVersion: string): Promise<void> => {
       if (attemptedVersion !== null) return;
       attemptedVersion = toVersion;
-      await telemetry.record({ event: 'attempt', correlationId, fromVersion: version, toVersion, channel: config.channel });
+      await telemetry.record({ event: 'attempt', correlationId, fromVersion: version, toVersion, channel: config.channel, ...serialOf(toVersion) });
     };
     const pendingRecords: Promise<void>[] = [];
     const ctx: UpdaterContext = {
@@ -154,6 +184,9 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
         currentUpdate = progress;
         pendingRecords.push(recordAttempt(progress.to_version));
       },
+      onManifestVerified: (release) => {
+        verifiedRelease = release;
+      },
       log: log.child({ correlation_id: correlationId }),
     };
     try {
@@ -161,6 +194,12 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
       await Promise.all(pendingRecords);
       if (result.kind === 'staged') {
         await recordAttempt(result.version);
+        // A rollout-aware server may have stopped offering the release while it was staged: ask
+        // again before switching. An older server has no rollouts to ask about.
+        if (serverAccepts !== null && (await recheckBeforeSwitch(ctx, result)).action === 'cancel') {
+          currentUpdate = null;
+          return 'not_staged';
+        }
         currentUpdate = { to_version: result.version, state: 'restarting' };
         return 'staged';
       }
@@ -172,7 +211,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
       if (err instanceof UpdateError) {
         const toVersion = attemptedVersion ?? policy?.latestVersion ?? null;
         if (toVersion !== null) currentUpdate = { to_version: toVersion, state: 'failed', reason: err.code };
-        await telemetry.record({ event: 'failure', correlationId, fromVersion: version, toVersion, channel: config.channel, reason: err.code });
+        await telemetry.record({ event: 'failure', correlationId, fromVersion: version, toVersion, channel: config.channel, reason: err.code, ...serialOf(toVersion) });
         log.warn({ event: 'worker_update_failure_detail', correlation_id: correlationId, error: err.message }, 'update failed');
       } else if (err instanceof CodedError && err.code === 'update_in_progress') {
         log.info({ event: 'worker_update_skipped', reason: 'update_in_progress' }, 'another process is updating this install root');
@@ -188,12 +227,14 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     worker_id: workerId,
     current_version: version,
     state: loop?.state ?? 'starting',
-    ...(currentUpdate ? { update: currentUpdate } : {}),
+    // In the form this server takes: a reason code it does not know would make it refuse the heartbeat.
+    ...(currentUpdate ? { update: adaptForServer('heartbeat_update', currentUpdate, serverAccepts) } : {}),
   });
 
   async function cleanUp(): Promise<void> {
     stopAll.abort();
     await Promise.allSettled(background);
+    await acceptsWrite;
     await metricsServer?.close();
     await dispatcher?.close().catch(() => undefined);
   }
@@ -204,6 +245,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     outcome = await registerOnce(client, registerBody());
     if (outcome.kind === 'registered') {
       policy = outcome.policy;
+      noteAccepts(policy.accepts);
       log.info({ event: 'worker_registered', minimum_version: policy.minimumVersion, auto_update: policy.poolAutoUpdate }, 'registered with the server');
     } else {
       log.warn({ event: 'worker_register_failed', code: outcome.error.code, error: outcome.error.message }, 'first registration failed; working and retrying');
@@ -249,13 +291,17 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
 
   const checksAllowed = (): boolean =>
     autoUpdateAllowed({ updatesConfigured, autoUpdateEnabled: config.autoUpdateEnabled, poolAutoUpdate: policy?.poolAutoUpdate ?? false });
-  // The first periodic check comes right after the first unit (unless one was just made).
+  // The first periodic check comes right after the first unit (unless one was just made). This is
+  // also what brings back a worker whose proven version crash-loops: the supervisor reports
+  // crash_loop, the server halts the rollout, and the operator's signed rollback release is
+  // picked up here, after one unit, before the next crash (docs/worker-updates.md).
   let nextCheckAtMs = clock.now().getTime() + (decision.updateFirst ? nextCheckDelayMs(config.checkIntervalS, random) : 0);
   let lastAnnouncedLatest: string | null = policy?.latestVersion ?? null;
 
   const onPolicy = (next: ServerPolicy): void => {
     const before = policy;
     policy = next;
+    noteAccepts(next.accepts);
     if (!registered) {
       registered = true;
       maybeSendReady();

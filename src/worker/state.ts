@@ -9,11 +9,15 @@ import { Channel, Timestamp, Version } from '../protocol/manifest.js';
 import { CorrelationId, ReasonCodeSchema, WorkerId } from '../protocol/messages.js';
 import type { InstallLayout } from './install-layout.js';
 
+/** The manifest serial an update acted on: optional, since a version before it wrote none. */
+const Serial = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+
 const PendingSwitch = Type.Object({
   to_version: Version,
   from_version: Version,
   correlation_id: CorrelationId,
   channel: Channel,
+  serial: Type.Optional(Serial),
 });
 
 const PendingWatch = Type.Object({
@@ -22,12 +26,30 @@ const PendingWatch = Type.Object({
   correlation_id: CorrelationId,
   channel: Channel,
   started_at: Type.String({ maxLength: 40 }),
+  serial: Type.Optional(Serial),
+});
+
+/**
+ * What a server said it accepts (`accepts` in its handshake and heartbeats), and which server
+ * said it: another server URL, or none remembered, counts as an older server.
+ */
+const RememberedAccepts = Type.Object({
+  server_url: Type.String({ maxLength: 2048 }),
+  report_fields: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 }),
+  reasons: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 256 }),
+});
+
+/** The version whose health watch passed last, with the serial it was installed from. */
+const ProvenRelease = Type.Object({
+  version: Version,
+  serial: Serial,
 });
 
 /**
  * `state.json` under the install root: what the worker must remember across restarts and kill -9.
  * Unknown fields are kept on purpose (a newer version may add some, and a rollback to this one
- * must not erase them).
+ * must not erase them). For the same reason every field added later is optional, objects
+ * included: an older version must still read a file this one wrote.
  */
 export const WorkerStateFileSchema = Type.Object({
   worker_id: WorkerId,
@@ -37,11 +59,24 @@ export const WorkerStateFileSchema = Type.Object({
   pending_switch: Type.Optional(PendingSwitch),
   /** Set by the supervisor before it switches `current`; cleared when the new version is ready. */
   pending_watch: Type.Optional(PendingWatch),
-  /** Versions rolled back on this worker; not tried again until a newer one appears. */
+  /**
+   * Versions rolled back on this worker; not tried again until a newer one appears. Only
+   * LEGACY_REASON_CODES may be written here: older versions check the reason against their own
+   * list, and would take a newer code for a corrupt file.
+   */
   rolled_back: Type.Record(Version, Type.Object({ reason: ReasonCodeSchema, at: Timestamp })),
   /** The ETag of the last manifest fully handled per channel, sent as If-None-Match. */
   manifest_etags: Type.Optional(Type.Record(Channel, Type.String({ maxLength: 512 }))),
+  /**
+   * The last `accepts` the server sent `run` (absent: an older server, or not heard from yet).
+   * Kept here so that the supervisor, which never registers, sends its reports in a form the
+   * server takes.
+   */
+  server_accepts: Type.Optional(RememberedAccepts),
+  /** Set when a watch passes with a known serial: the serial a later crash_loop report names. */
+  proven: Type.Optional(ProvenRelease),
 });
+export type RememberedAccepts = Static<typeof RememberedAccepts>;
 export type WorkerStateFile = Static<typeof WorkerStateFileSchema>;
 
 const stateChecker = TypeCompiler.Compile(WorkerStateFileSchema);

@@ -12,14 +12,16 @@ import type { Logger } from '../shared/logger.js';
 import { fullJitterBackoff, sleep as defaultSleep, type Sleep } from './backoff.js';
 import { childRunInvocation, type SuperviseConfig } from './config.js';
 import { ServerClient } from './connection.js';
+import { noteRunEnded, NO_CRASHES, type CrashLoopState } from './crash-loop.js';
 import { childExited, crashBackoffMs, HEALTHY_RUN_RESET_MS, watchHealth, type ChildExit } from './health.js';
 import { createDispatcher } from './http.js';
 import { installLayout } from './install-layout.js';
 import { isCompleteVersion, recoverInstallRoot, rollbackToPrevious, switchCurrent } from './installer.js';
 import { serveMetrics, WorkerMetrics, type MetricsServer } from './metrics.js';
 import { EXIT_CODES } from './policy.js';
-import { readPointer, writePointer } from './pointer.js';
+import { PointerError, readPointer, writePointer, type PointerName } from './pointer.js';
 import { ReportQueue } from './report-queue.js';
+import { acceptsFromState, adaptedReportSender } from './server-accepts.js';
 import { loadState, updateState, type WorkerStateFile } from './state.js';
 import { isUpdateEventMessage, UpdateTelemetry } from './telemetry.js';
 
@@ -85,10 +87,16 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
   let queue: ReportQueue | null = null;
   const dispatcher = config.serverUrl !== null ? await createDispatcher(config.caFile !== null ? { caFile: config.caFile } : {}) : null;
   if (dispatcher && config.serverUrl !== null && config.token !== null) {
-    const client = new ServerClient({ serverUrl: config.serverUrl, token: config.token, dispatcher, clock });
+    const serverUrl = config.serverUrl;
+    const client = new ServerClient({ serverUrl, token: config.token, dispatcher, clock });
     queue = new ReportQueue({
       dir: layout.reportsDir,
-      send: (report, correlationId) => client.postReport(report, correlationId),
+      // The supervisor never registers: what the server accepts is what it last told `run`.
+      send: adaptedReportSender({
+        post: (report, correlationId) => client.postReport(report, correlationId),
+        accepts: async () => acceptsFromState(await loadState(layout, randomUUID), serverUrl),
+        log,
+      }),
       backoff: fullJitterBackoff({ baseDelayMs: 1000, maxDelayMs: 300_000, random }),
       log,
       clock,
@@ -176,7 +184,15 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
         delete s.pending_switch;
       });
       log.error({ event: 'worker_update_switch_refused', correlation_id: pending.correlation_id, to_version: pending.to_version, detail: message }, message);
-      await telemetry.record({ event: 'failure', correlationId: pending.correlation_id, fromVersion: pending.from_version, toVersion: pending.to_version, channel: pending.channel, reason });
+      await telemetry.record({
+        event: 'failure',
+        correlationId: pending.correlation_id,
+        fromVersion: pending.from_version,
+        toVersion: pending.to_version,
+        channel: pending.channel,
+        reason,
+        ...(pending.serial !== undefined ? { serial: pending.serial } : {}),
+      });
     };
     // Defence in depth: a version rolled back here is not tried again unless forced.
     if (state.rolled_back[pending.to_version] && !requestedWithForce) {
@@ -207,6 +223,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
         toVersion: pending.to_version,
         channel: pending.channel,
         reason: err instanceof UpdateError ? err.code : 'install_failed',
+        ...(pending.serial !== undefined ? { serial: pending.serial } : {}),
       });
       return;
     }
@@ -227,7 +244,13 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
       s.rolled_back[watch.to_version] = { reason, at: clock.now().toISOString() };
       delete s.pending_watch;
     });
-    const common = { correlationId: watch.correlation_id, fromVersion: watch.from_version, toVersion: watch.to_version, channel: watch.channel };
+    const common = {
+      correlationId: watch.correlation_id,
+      fromVersion: watch.from_version,
+      toVersion: watch.to_version,
+      channel: watch.channel,
+      ...(watch.serial !== undefined ? { serial: watch.serial } : {}),
+    };
     if (rolledBack) {
       await telemetry.record({ event: 'rollback', ...common, reason, ...(Number.isFinite(durationMs) ? { durationMs } : {}) });
     } else {
@@ -237,8 +260,53 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
     return rolledBack;
   }
 
+  /** A pointer that cannot be read names no version. */
+  async function pointerOrNull(which: PointerName): Promise<string | null> {
+    try {
+      return await readPointer(layout, which);
+    } catch (err) {
+      if (err instanceof PointerError) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * A proven version keeps crashing (crash-loop.ts): report it once, as a failure with reason
+   * crash_loop, naming the serial it was installed from when known. No rollback here: the
+   * server halts the rollout on it, and the operator's signed rollback release brings the worker
+   * back at its first update check after a start.
+   */
+  async function reportCrashLoop(version: string, shortCrashes: number, lastRunMs: number, restartInMs: number): Promise<void> {
+    const state = await loadState(layout, randomUUID);
+    const serial = state.proven?.version === version ? state.proven.serial : undefined;
+    const fromVersion = (await pointerOrNull('previous')) ?? version;
+    log.error(
+      {
+        event: 'worker_crash_loop',
+        child_version: version,
+        from_version: fromVersion,
+        crashes: shortCrashes,
+        each_run_under_ms: HEALTHY_RUN_RESET_MS,
+        last_run_ms: lastRunMs,
+        restart_in_ms: restartInMs,
+        ...(serial !== undefined ? { serial } : {}),
+      },
+      `version ${version} passed its health watch and has crashed ${shortCrashes} times in a row; reporting crash_loop and restarting it`,
+    );
+    await telemetry.record({
+      event: 'failure',
+      correlationId: randomUUID(),
+      fromVersion,
+      toVersion: version,
+      channel: config.channel,
+      reason: 'crash_loop',
+      ...(serial !== undefined ? { serial } : {}),
+    });
+  }
+
   let forceUpdateNext = config.forceUpdate;
   let crashes = 0;
+  let crashLoop: CrashLoopState = NO_CRASHES;
   let firstRound = true;
   let exitCode: number = EXIT_CODES.ok;
   try {
@@ -288,6 +356,9 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
           await writePointer(layout, 'launcher', watch.to_version);
           await updateState(layout, (s) => {
             delete s.pending_watch;
+            // Remembered for a crash_loop report, should the proven version keep crashing later.
+            if (watch.serial !== undefined) s.proven = { version: watch.to_version, serial: watch.serial };
+            else delete s.proven;
           });
           await running.endAttemptLog(false);
           const durationMs = clock.now().getTime() - Date.parse(watch.started_at);
@@ -298,6 +369,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
             toVersion: watch.to_version,
             channel: watch.channel,
             ...(Number.isFinite(durationMs) ? { durationMs } : {}),
+            ...(watch.serial !== undefined ? { serial: watch.serial } : {}),
           });
           crashes = 0;
         } else if (stopping) {
@@ -323,6 +395,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
       if (stopping) break;
       const ranMs = clock.now().getTime() - running.startedAtMs;
       if (exit.code === EXIT_CODES.restartIntoStaged) {
+        crashLoop = noteRunEnded(crashLoop, { version: running.version, ranMs, crashed: false, proven: false }).state;
         await switchToStaged(requestedWithForce);
         continue;
       }
@@ -341,6 +414,12 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
         { event: 'worker_child_exited', exit_code: exit.code, signal: exit.signal, spawn_error: exit.error?.message, child_version: running.version, restart_in_ms: delayMs },
         'the worker exited; restarting it',
       );
+      const crashed = exit.error === undefined && exit.code !== 0;
+      // Proven: it passed its health watch (the launcher names it) and no new watch is pending.
+      const proven = crashed && (await pointerOrNull('launcher')) === running.version && (await loadState(layout, randomUUID)).pending_watch === undefined;
+      const noted = noteRunEnded(crashLoop, { version: running.version, ranMs, crashed, proven });
+      crashLoop = noted.state;
+      if (noted.report) await reportCrashLoop(running.version, crashLoop.shortCrashes, ranMs, delayMs);
       await wait(delayMs, stopAll.signal);
     }
   } finally {

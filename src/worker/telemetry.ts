@@ -31,6 +31,8 @@ export interface UpdateEventRecord {
   channel: string;
   reason?: ReasonCode;
   durationMs?: number;
+  /** The manifest serial the worker acted on, when known (a rollout is keyed by channel and serial). */
+  serial?: number;
 }
 
 /** An update event as the worker forwards it to its supervisor over IPC, for the metrics. */
@@ -76,6 +78,7 @@ export class UpdateTelemetry {
       channel: record.channel,
       ...(record.reason ? { reason: record.reason } : {}),
       ...(record.durationMs !== undefined ? { duration_ms: record.durationMs } : {}),
+      ...(record.serial !== undefined ? { serial: record.serial } : {}),
     };
     if (record.event === 'failure' || record.event === 'rollback') log.error(fields, `update ${record.event}`);
     else log.info(fields, `update ${record.event}`);
@@ -94,6 +97,8 @@ export class UpdateTelemetry {
       ...(record.reason ? { reason: record.reason } : {}),
       ...(record.durationMs !== undefined ? { duration_ms: Math.max(0, Math.round(record.durationMs)) } : {}),
       correlation_id: record.correlationId,
+      // Queued as recorded; the sender leaves out what the server does not take (server-accepts.ts).
+      ...(record.serial !== undefined ? { serial: record.serial } : {}),
     };
     try {
       await queue.enqueue(report, record.correlationId);

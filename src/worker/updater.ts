@@ -30,11 +30,16 @@ export interface UpdaterContext {
   clock: Clock;
   /** For proxies and private CAs; the global dispatcher when absent. */
   dispatcher?: Dispatcher;
-  /** `--force-update`: also install a version that was rolled back here, and ignore the cached ETag. */
+  /**
+   * `--force-update`: also install a version that was rolled back here, ignore the cached ETag,
+   * and ask the server to bypass its staged rollout (logged as worker_update_forced).
+   */
   force: boolean;
   correlationId: string;
   /** Progress for heartbeats (`update` in contract section 3). */
   onProgress?(p: UpdateProgress): void;
+  /** Called once the fetched manifest verified: the release this attempt acts on, for its reports. */
+  onManifestVerified?(release: { version: string; serial: number }): void;
   log: Logger;
   /** Tuning and test seams; all optional, with production defaults. */
   statfs?: StatFs;
@@ -69,6 +74,10 @@ async function rememberEtag(ctx: UpdaterContext, etag: string | null | undefined
  */
 export async function checkForUpdate(ctx: UpdaterContext): Promise<UpdateCheck> {
   const state = await loadState(ctx.layout, () => ctx.workerId);
+  if (ctx.force) {
+    // The server is asked to bypass its staged rollout for this worker (the header below).
+    ctx.log.info({ event: 'worker_update_forced', correlation_id: ctx.correlationId, channel: ctx.channel }, 'forced update check (--force-update)');
+  }
   const fetched = await fetchLatestManifest({
     serverUrl: ctx.serverUrl,
     token: ctx.token,
@@ -79,6 +88,7 @@ export async function checkForUpdate(ctx: UpdaterContext): Promise<UpdateCheck> 
     etag: ctx.force ? undefined : state.manifest_etags?.[ctx.channel],
     dispatcher: ctx.dispatcher,
     timeoutMs: ctx.manifestTimeoutMs,
+    force: ctx.force,
   });
   if (fetched.kind !== 'manifest') return { kind: fetched.kind };
 
@@ -94,6 +104,7 @@ export async function checkForUpdate(ctx: UpdaterContext): Promise<UpdateCheck> 
   await updateState(ctx.layout, (next) => {
     next.highest_serial[ctx.channel] = Math.max(next.highest_serial[ctx.channel] ?? 0, signed.serial);
   });
+  ctx.onManifestVerified?.({ version: signed.version, serial: signed.serial });
 
   if (compareVersions(signed.version, ctx.currentVersion) === 0) {
     await rememberEtag(ctx, fetched.etag);
@@ -176,13 +187,15 @@ export async function downloadUpdate(
 }
 
 /** The hand-over to the supervisor: `run` exits with the restart code and the supervisor reads this. */
-async function recordPendingSwitch(ctx: UpdaterContext, version: string): Promise<void> {
+async function recordPendingSwitch(ctx: UpdaterContext, version: string, serial: number): Promise<void> {
   await updateState(ctx.layout, (state) => {
     state.pending_switch = {
       to_version: version,
       from_version: ctx.currentVersion,
       correlation_id: ctx.correlationId,
       channel: ctx.channel,
+      // The supervisor's success and rollback reports name the serial too.
+      serial,
     };
   });
 }
@@ -195,10 +208,11 @@ async function recordPendingSwitch(ctx: UpdaterContext, version: string): Promis
 export async function applyUpdate(
   path: string,
   entry: ArtifactEntry,
-  version: string,
+  release: { version: string; serial: number },
   ctx: UpdaterContext,
   verified?: VerifiedFile,
 ): Promise<{ version: string }> {
+  const { version } = release;
   ctx.onProgress?.({ to_version: version, state: 'staging' });
   try {
     await stageVersion({
@@ -214,7 +228,7 @@ export async function applyUpdate(
   } finally {
     await discardPartial(path);
   }
-  await recordPendingSwitch(ctx, version);
+  await recordPendingSwitch(ctx, version, release.serial);
   ctx.log.info(
     { event: 'worker_update_staged', correlation_id: ctx.correlationId, from_version: ctx.currentVersion, to_version: version },
     'update staged; restart into it pending',
@@ -230,7 +244,7 @@ export async function applyUpdate(
  */
 export async function runUpdateOnce(
   ctx: UpdaterContext,
-): Promise<{ kind: 'staged'; version: string } | Exclude<UpdateCheck, { kind: 'available' }>> {
+): Promise<{ kind: 'staged'; version: string; serial: number } | Exclude<UpdateCheck, { kind: 'available' }>> {
   const release = await acquireUpdateLock(ctx.layout);
   let toVersion: string | undefined;
   try {
@@ -252,14 +266,14 @@ export async function runUpdateOnce(
     // A version already installed with the same bytes (a signed fleet rollback to it) needs no download.
     const installed = await readCompleteMark(ctx.layout, signed.version);
     if (installed?.sha256 === entry.sha256 && (await isCompleteVersion(ctx.layout, signed.version))) {
-      await recordPendingSwitch(ctx, signed.version);
+      await recordPendingSwitch(ctx, signed.version, signed.serial);
     } else {
       const { path, verified } = await downloadUpdate(entry, artifactUrl, signed.version, ctx);
       ctx.onProgress?.({ to_version: signed.version, state: 'verifying' });
-      await applyUpdate(path, entry, signed.version, ctx, verified);
+      await applyUpdate(path, entry, signed, ctx, verified);
     }
     await rememberEtag(ctx, check.etag);
-    return { kind: 'staged', version: signed.version };
+    return { kind: 'staged', version: signed.version, serial: signed.serial };
   } catch (err) {
     if (err instanceof UpdateError && toVersion !== undefined) {
       ctx.onProgress?.({ to_version: toVersion, state: 'failed', reason: err.code });

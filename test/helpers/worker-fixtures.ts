@@ -14,9 +14,13 @@ import { loadState, updateState } from '../../src/worker/state.js';
  *   `<root>/fixture-restart-request` appears, delete it and exit 75 (a staged update)
  * - exit-at-start: exit 1 at once
  * - never-ready: run without ever saying ready
+ * - ready-then-crash: say ready, then exit 1 after CRASH_AFTER_READY_MS (a version that passes
+ *   its health watch and then crashes)
  * Each run appends `{version, pid, args, token}` to `<root>/fixture-runs.log`.
  */
-export type FixtureBehaviour = 'ready' | 'exit-at-start' | 'never-ready';
+export type FixtureBehaviour = 'ready' | 'exit-at-start' | 'never-ready' | 'ready-then-crash';
+
+export const CRASH_AFTER_READY_MS = 300;
 
 export const RESTART_REQUEST_FILE = 'fixture-restart-request';
 export const RUNS_LOG_FILE = 'fixture-runs.log';
@@ -49,7 +53,13 @@ const keepAlive = setInterval(() => {
 const stop = () => { clearInterval(keepAlive); process.exit(0); };
 process.on('SIGTERM', stop);
 process.on('disconnect', stop);
-if (behaviour === 'ready' && process.send) process.send({ type: 'ready', version: ${JSON.stringify(version)} });
+if ((behaviour === 'ready' || behaviour === 'ready-then-crash') && process.send) process.send({ type: 'ready', version: ${JSON.stringify(version)} });
+if (behaviour === 'ready-then-crash') {
+  setTimeout(() => {
+    console.error('fixture ${version}: crashing after ready');
+    process.exit(1);
+  }, ${CRASH_AFTER_READY_MS});
+}
 `;
 }
 

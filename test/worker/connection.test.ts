@@ -133,3 +133,42 @@ test('maintainConnection retries a busy server by Retry-After, then heartbeats',
   const heartbeat = server.requests.find((r) => r.url === '/api/workers/heartbeat');
   assert.deepEqual(JSON.parse(heartbeat?.body ?? '{}'), { worker_id: 'w-1', current_version: '1.0.0', state: 'working' });
 });
+
+test('what the server accepts comes with the handshake and every heartbeat; a heartbeat without it is an older server', async () => {
+  const accepts = { report_fields: ['serial'], reasons: ['install_failed', 'self_test_failed', 'crash_loop'] };
+  const heartbeats = [
+    { auto_update: true, minimum_version: null, latest_version: '1.2.0', recommended_version: '1.2.0', heartbeat_interval_s: 1, accepts: { ...accepts, report_fields: [] } },
+    { auto_update: true, minimum_version: null, latest_version: '1.2.0', heartbeat_interval_s: 1 },
+  ];
+  const server = await scriptedServer((req, res) => {
+    if (req.url === '/api/workers/register') return json(res, 200, { ...handshake, accepts });
+    return json(res, 200, heartbeats.shift() ?? heartbeats[0]);
+  });
+  const controller = new AbortController();
+  const policies: ServerPolicy[] = [];
+  const { log } = silentLog();
+  try {
+    await maintainConnection(
+      {
+        client: new ServerClient({ serverUrl: server.url, token: 'tok', dispatcher, clock }),
+        backoff: fullJitterBackoff({ baseDelayMs: 10, maxDelayMs: 5000, random: () => 0 }),
+        log,
+        sleep: async () => {
+          if (policies.length >= 3) controller.abort();
+        },
+        registerBody: () => register,
+        heartbeatBody: () => ({ worker_id: 'w-1', current_version: '1.0.0', state: 'working' }),
+        onPolicy: (policy) => policies.push(policy),
+      },
+      controller.signal,
+    );
+  } finally {
+    await server.close();
+  }
+  assert.deepEqual(
+    policies.map((policy) => policy.accepts),
+    [accepts, { ...accepts, report_fields: [] }, null],
+  );
+  assert.equal(policies[1]?.recommendedVersion, '1.2.0', 'a heartbeat that names the recommended version updates it');
+  assert.equal(policies[2]?.recommendedVersion, '1.2.0', 'one that does not leaves it');
+});

@@ -13,6 +13,7 @@ import {
   readCompleteMark,
   recoverInstallRoot,
   rollbackToPrevious,
+  selfTestRunFailureCode,
   stageVersion,
   switchCurrent,
 } from '../../src/worker/installer.js';
@@ -127,11 +128,13 @@ describe('installer', () => {
   });
 
   const stageFailures: Array<{ name: string; code: ReasonCode; bytes: () => Buffer; signed?: (b: Buffer) => { sha256: string; size: number } }> = [
-    { name: 'self-test reports another version', code: 'install_failed', bytes: () => fakeWorkerExecutable('2.0.0', { reportVersion: '1.9.9' }) },
-    { name: 'self-test exits non-zero', code: 'install_failed', bytes: () => fakeWorkerExecutable('2.0.0', { versionExitCode: 3 }) },
-    { name: 'self-test prints no JSON', code: 'install_failed', bytes: () => Buffer.from('#!/bin/sh\necho hello\n') },
-    { name: 'self-test hangs past its timeout', code: 'install_failed', bytes: () => Buffer.from('#!/bin/sh\nexec sleep 30\n') },
-    { name: 'not an executable format', code: 'install_failed', bytes: () => randomBytes(2048) },
+    // The new executable fails its own self-test: the release's fault (it counts toward halting a rollout).
+    { name: 'self-test reports another version', code: 'self_test_failed', bytes: () => fakeWorkerExecutable('2.0.0', { reportVersion: '1.9.9' }) },
+    { name: 'self-test exits non-zero', code: 'self_test_failed', bytes: () => fakeWorkerExecutable('2.0.0', { versionExitCode: 3 }) },
+    { name: 'self-test prints no JSON', code: 'self_test_failed', bytes: () => Buffer.from('#!/bin/sh\necho hello\n') },
+    { name: 'self-test hangs past its timeout', code: 'self_test_failed', bytes: () => Buffer.from('#!/bin/sh\nexec sleep 30\n') },
+    { name: 'not an executable format', code: 'self_test_failed', bytes: () => randomBytes(2048) },
+    { name: 'the interpreter it names is missing', code: 'self_test_failed', bytes: () => Buffer.from('#!/nonexistent/bytebiota-interpreter\n') },
     { name: 'size differs from the signed size', code: 'size_mismatch', bytes: () => fakeWorkerExecutable('2.0.0'), signed: (b) => ({ sha256: sha256Hex(b), size: b.length + 1 }) },
     { name: 'hash differs from the signed hash', code: 'checksum_mismatch', bytes: () => fakeWorkerExecutable('2.0.0'), signed: (b) => ({ sha256: 'f'.repeat(64), size: b.length }) },
   ];
@@ -151,6 +154,21 @@ describe('installer', () => {
       assert.equal(await runVersionOf(layout.executablePath('1.0.0')), '1.0.0');
     });
   }
+
+  test('a self-test run that fails is the executable\'s fault, unless this machine could not start a process', () => {
+    const errno = (code: string): Error => Object.assign(new Error(code), { code });
+    const rows: Array<{ name: string; err: unknown; code: ReasonCode }> = [
+      { name: 'exited non-zero', err: new Error('exited with code 3'), code: 'self_test_failed' },
+      { name: 'timed out', err: new Error('no answer within 500 ms'), code: 'self_test_failed' },
+      { name: 'ENOEXEC: not an executable format', err: errno('ENOEXEC'), code: 'self_test_failed' },
+      { name: 'ENOENT: its interpreter or loader is missing', err: errno('ENOENT'), code: 'self_test_failed' },
+      { name: 'EACCES: a noexec mount', err: errno('EACCES'), code: 'install_failed' },
+      { name: 'EAGAIN: no process slots', err: errno('EAGAIN'), code: 'install_failed' },
+      { name: 'ENOMEM', err: errno('ENOMEM'), code: 'install_failed' },
+      { name: 'ETXTBSY that did not clear', err: errno('ETXTBSY'), code: 'install_failed' },
+    ];
+    for (const row of rows) assert.equal(selfTestRunFailureCode(row.err), row.code, row.name);
+  });
 
   for (const platform of ['linux-x64', 'win32-x64']) {
     test(`switchCurrent and its revert (${platform} pointers)`, async () => {

@@ -1,9 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { installLayout } from '../../src/worker/install-layout.js';
-import { loadState, updateState, StateFileError } from '../../src/worker/state.js';
+import { loadState, updateState, StateFileError, WorkerStateFileSchema } from '../../src/worker/state.js';
 import { makeTempDir } from '../helpers/engine-fixtures.js';
 
 describe('state', () => {
@@ -70,5 +70,39 @@ describe('state', () => {
       StateFileError,
     );
     assert.deepEqual((await loadState(layout, () => 'x')).rolled_back, {});
+  });
+
+  test('fields added since the first version are optional all the way down, so an older worker still reads the file', () => {
+    // An older version validates state.json with its own schema: it must find every field it
+    // requires, and unknown ones are kept (no object in the schema is closed).
+    assert.deepEqual([...(WorkerStateFileSchema.required ?? [])].sort(), ['highest_serial', 'rolled_back', 'worker_id']);
+    const props = WorkerStateFileSchema.properties;
+    assert.deepEqual([...(props.pending_switch.required ?? [])].sort(), ['channel', 'correlation_id', 'from_version', 'to_version']);
+    assert.deepEqual([...(props.pending_watch.required ?? [])].sort(), ['channel', 'correlation_id', 'from_version', 'started_at', 'to_version']);
+    const closed: string[] = [];
+    const walk = (schema: unknown, path: string): void => {
+      if (typeof schema !== 'object' || schema === null) return;
+      if ((schema as { additionalProperties?: unknown }).additionalProperties === false) closed.push(path);
+      for (const [key, value] of Object.entries(schema)) walk(value, `${path}/${key}`);
+    };
+    walk(WorkerStateFileSchema, '');
+    assert.deepEqual(closed, []);
+  });
+
+  test('the newer fields round-trip, and a file an older version wrote (without them) still reads', async () => {
+    const layout = installLayout(join(temp.dir, 'e'), 'linux-x64');
+    const older = { worker_id: 'w', highest_serial: { stable: 3 }, rolled_back: {}, pending_switch: { to_version: '1.1.0', from_version: '1.0.0', correlation_id: 'c-1', channel: 'stable' }, from_the_future: { kept: true } };
+    await mkdir(layout.root, { recursive: true });
+    await writeFile(layout.statePath, JSON.stringify(older));
+    assert.equal((await loadState(layout, () => 'x')).pending_switch?.serial, undefined);
+    await updateState(layout, (state) => {
+      state.pending_switch = { ...state.pending_switch!, serial: 3 };
+      state.proven = { version: '1.0.0', serial: 2 };
+      state.server_accepts = { server_url: 'https://updates.example/', report_fields: ['serial'], reasons: ['crash_loop'] };
+    });
+    const written = JSON.parse(await readFile(layout.statePath, 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(written['from_the_future'], { kept: true }, 'unknown fields are kept');
+    assert.deepEqual(written['proven'], { version: '1.0.0', serial: 2 });
+    assert.equal((written['pending_switch'] as { serial?: number }).serial, 3);
   });
 });

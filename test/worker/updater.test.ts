@@ -66,9 +66,12 @@ describe('updater', () => {
     server.manifest = { status: 200, body: signedManifestBytes(signed, signWith), etag };
   }
 
-  function context(overrides: Partial<UpdaterContext> = {}): UpdaterContext & { logs: ReturnType<typeof memoryLogger>; progress: UpdateProgress[] } {
+  function context(
+    overrides: Partial<UpdaterContext> = {},
+  ): UpdaterContext & { logs: ReturnType<typeof memoryLogger>; progress: UpdateProgress[]; verified: Array<{ version: string; serial: number }> } {
     const logs = memoryLogger();
     const progress: UpdateProgress[] = [];
+    const verified: Array<{ version: string; serial: number }> = [];
     return {
       layout,
       serverUrl: server.url,
@@ -83,11 +86,13 @@ describe('updater', () => {
       force: false,
       correlationId: `corr-${n}`,
       onProgress: (p) => progress.push(p),
+      onManifestVerified: (release) => verified.push(release),
       log: logs.log,
       statfs: async () => ({ bavail: 1n << 30n, bsize: 4096n }),
       selfTestTimeoutMs: 5_000,
       logs,
       progress,
+      verified,
       ...overrides,
     };
   }
@@ -105,11 +110,13 @@ describe('updater', () => {
   test('stages a new version: verified download, versions/<v> complete, pending_switch set, current untouched', async () => {
     const ctx = context();
     const result = await runUpdateOnce(ctx);
-    assert.deepEqual(result, { kind: 'staged', version: NEW_VERSION });
+    assert.deepEqual(result, { kind: 'staged', version: NEW_VERSION, serial: 3 });
+    assert.deepEqual(ctx.verified, [{ version: NEW_VERSION, serial: 3 }], 'the release it acts on, once the manifest verified');
     assert.equal(await runVersionOf(layout.executablePath(NEW_VERSION)), NEW_VERSION);
     assert.equal(await readPointer(layout, 'current'), '1.0.0');
     const state = await loadState(layout, () => 'unused');
-    assert.deepEqual(state.pending_switch, { to_version: NEW_VERSION, from_version: '1.0.0', correlation_id: ctx.correlationId, channel: 'stable' });
+    // The serial travels to the supervisor, whose success and rollback reports name it.
+    assert.deepEqual(state.pending_switch, { to_version: NEW_VERSION, from_version: '1.0.0', correlation_id: ctx.correlationId, channel: 'stable', serial: 3 });
     assert.equal(state.highest_serial['stable'], 3);
     assert.deepEqual(await readdir(layout.tmpDir), []);
 
@@ -124,6 +131,8 @@ describe('updater', () => {
     assert.equal(ctx.progress.filter((p) => p.state === 'downloading').at(-1)?.download_percent, 100);
     assert.ok(!ctx.logs.text().includes(TOKEN), 'the token never reaches a log line');
     assert.ok(ctx.logs.lines().some((line) => line['event'] === 'worker_update_staged' && line['correlation_id'] === ctx.correlationId));
+    assert.equal(latest.headers['x-bytebiota-force-update'], undefined, 'only a forced check asks to bypass the rollout');
+    assert.ok(!ctx.logs.lines().some((line) => line['event'] === 'worker_update_forced'));
 
     // The same manifest again: If-None-Match with the remembered ETag, 304, nothing to do.
     assert.deepEqual(await runUpdateOnce(context()), { kind: 'not_modified' });
@@ -145,9 +154,15 @@ describe('updater', () => {
     });
     assert.deepEqual(await runUpdateOnce(context()), { kind: 'skipped_rolled_back', version: NEW_VERSION });
     assert.equal(artifactRequests().length, 0);
-    // Forced: no If-None-Match (a 304 would hide it), and the version is installed after all.
-    assert.deepEqual(await runUpdateOnce(context({ force: true })), { kind: 'staged', version: NEW_VERSION });
-    assert.equal(server.requests.filter((r) => r.path.startsWith('/api/worker-updates/latest')).at(-1)?.headers['if-none-match'], undefined);
+    assert.equal(server.requests.at(-1)?.headers['x-bytebiota-force-update'], undefined);
+    // Forced: no If-None-Match (a 304 would hide it), the server is asked to bypass its rollout
+    // (an older one ignores the header), and the version is installed after all.
+    const forced = context({ force: true });
+    assert.deepEqual(await runUpdateOnce(forced), { kind: 'staged', version: NEW_VERSION, serial: 3 });
+    const request = server.requests.filter((r) => r.path.startsWith('/api/worker-updates/latest')).at(-1);
+    assert.equal(request?.headers['if-none-match'], undefined);
+    assert.equal(request?.headers['x-bytebiota-force-update'], '1');
+    assert.ok(forced.logs.lines().some((line) => line['event'] === 'worker_update_forced' && line['correlation_id'] === forced.correlationId));
   });
 
   test('a newer version after a rolled-back one is installed', async () => {
@@ -173,9 +188,10 @@ describe('updater', () => {
       releaseFor({ version: '1.0.0', serial: 9, allow_downgrade: true, artifacts: { 'linux-x64': artifactEntryFor(oldBytes, 'artifacts/1.0.0/x') } }),
     );
     const result = await runUpdateOnce(context({ currentVersion: '1.2.0' }));
-    assert.deepEqual(result, { kind: 'staged', version: '1.0.0' });
+    assert.deepEqual(result, { kind: 'staged', version: '1.0.0', serial: 9 });
     assert.equal(server.requests.filter((r) => r.path.includes('/artifacts/')).length, 0);
     assert.equal((await loadState(layout, () => 'x')).pending_switch?.to_version, '1.0.0');
+    assert.equal((await loadState(layout, () => 'x')).pending_switch?.serial, 9);
   });
 
   test('another update holding the lock: update_in_progress, nothing fetched', async () => {
@@ -265,7 +281,7 @@ describe('updater', () => {
     { code: 'checksum_mismatch', name: 'served bytes differ from the signed hash', arrange: () => publish(releaseFor({ version: NEW_VERSION, serial: 3, artifacts: { 'linux-x64': { ...entry(), sha256: sha256Hex(Buffer.from('other')) } } })) },
     { code: 'disk_full', name: 'statfs reports too little space', arrange: () => ({ statfs: async () => ({ bavail: 100, bsize: 4096 }) }) },
     {
-      code: 'install_failed',
+      code: 'self_test_failed',
       name: 'the artifact reports another version in its self-test',
       arrange: () => {
         const liar = fakeWorkerExecutable(NEW_VERSION, { reportVersion: '6.6.6' });
@@ -298,7 +314,7 @@ describe('updater', () => {
     for (const code of [
       'manifest_fetch_failed', 'manifest_invalid', 'signature_invalid', 'manifest_expired', 'manifest_rollback', 'channel_mismatch',
       'downgrade_refused', 'no_artifact_for_platform', 'download_failed', 'size_mismatch', 'checksum_mismatch', 'disk_full',
-      'install_failed', 'rollback_failed',
+      'self_test_failed', 'rollback_failed',
     ] as const) {
       assert.ok(covered.has(code), code);
     }
@@ -310,7 +326,7 @@ describe('updater', () => {
     const ctx = context({ onProgress: (p) => p.state === 'downloading' && (p.download_percent ?? 0) > 0 && server.dropHeld() });
     await assert.rejects(runUpdateOnce(ctx), (err) => err instanceof UpdateError && err.code === 'download_failed');
     assert.deepEqual((await readdir(layout.tmpDir)).sort(), [`${NEW_VERSION}-linux-x64.partial`, `${NEW_VERSION}-linux-x64.partial.json`]);
-    assert.deepEqual(await runUpdateOnce(context()), { kind: 'staged', version: NEW_VERSION });
+    assert.deepEqual(await runUpdateOnce(context()), { kind: 'staged', version: NEW_VERSION, serial: 3 });
     assert.match(String(artifactRequests()[1]?.headers['range']), /^bytes=\d+-$/);
   });
 });

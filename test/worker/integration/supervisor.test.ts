@@ -2,9 +2,12 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { request } from 'undici';
+import { REASON_CODES } from '../../../src/protocol/reason-codes.js';
 import { readPointer } from '../../../src/worker/pointer.js';
-import { loadState } from '../../../src/worker/state.js';
+import { loadState, updateState } from '../../../src/worker/state.js';
 import { eventIs, makeFixtureRoot, spawnWorkerCli, type FixtureRoot, type SpawnedProgram } from '../../helpers/worker-fixtures.js';
+import { json, scriptedServer } from '../../helpers/worker-http.js';
 
 const roots: FixtureRoot[] = [];
 const programs: SpawnedProgram[] = [];
@@ -33,6 +36,24 @@ async function stopGracefully(program: SpawnedProgram): Promise<number | null> {
 
 async function versionsStarted(root: FixtureRoot): Promise<string[]> {
   return (await root.runs()).map((run) => run.version);
+}
+
+/** Poll a condition until it holds (or fail with `what` after timeoutMs): no fixed sleeps. */
+async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A server that takes update reports (202) and keeps them. */
+async function reportServer() {
+  const server = await scriptedServer((req, res) => json(res, req.url === '/api/worker-updates/report' ? 202 : 404, req.url === '/api/worker-updates/report' ? undefined : { error: { code: 'not_found', message: 'x' } }));
+  const reports = () => server.requests.filter((r) => r.url === '/api/worker-updates/report').map((r) => JSON.parse(r.body) as Record<string, unknown>);
+  return { ...server, url: new URL(server.url).toString(), reports };
 }
 
 describe('supervisor with fixture executables', { timeout: 300_000 }, () => {
@@ -191,4 +212,74 @@ describe('supervisor with fixture executables', { timeout: 300_000 }, () => {
     await program.waitForLine(eventIs('worker_not_installed'));
     assert.equal((await program.exited).code, 2);
   });
+
+  for (const serverKind of ['rollout-aware', 'older'] as const) {
+    test(`a version that passed its watch and then crashes 3 times in a row is reported once as crash_loop (${serverKind} server) and kept running`, async () => {
+      const server = await reportServer();
+      try {
+        const root = await fixtureRoot();
+        await root.install('1.0.0', 'ready');
+        await root.install('2.0.0', 'ready-then-crash');
+        await root.makeCurrent('1.0.0');
+        await loadState(root.layout, () => 'crash-loop-1');
+        if (serverKind === 'rollout-aware') {
+          // What `run` remembers from a rollout-aware server's handshake; the supervisor reads it.
+          await updateState(root.layout, (state) => {
+            state.server_accepts = { server_url: server.url, report_fields: ['serial'], reasons: [...REASON_CODES] };
+          });
+        }
+        const program = supervise(root, ['--server', server.url, '--metrics-port', '0'], { BYTEBIOTA_WORKER_TOKEN: 'tok' });
+        const listening = await program.waitForLine(eventIs('worker_metrics_listening'));
+        await program.waitForLine(eventIs('worker_child_started'));
+        const correlationId = await root.stage('2.0.0', '1.0.0');
+        await updateState(root.layout, (state) => {
+          state.pending_switch = { ...state.pending_switch!, serial: 7 };
+        });
+        await root.requestRestart();
+
+        const success = await program.waitForLine(eventIs('worker_update_success'));
+        assert.equal(success['correlation_id'], correlationId);
+        assert.equal(success['serial'], 7);
+        const loop = await program.waitForLine(eventIs('worker_crash_loop'), 30_000);
+        assert.equal(loop['child_version'], '2.0.0');
+        assert.equal(loop['from_version'], '1.0.0');
+        assert.equal(loop['crashes'], 3);
+        assert.equal(loop['serial'], 7, 'the serial of the watch it passed, remembered in state.json');
+        const exitsBefore = program.lines.filter((line) => line['event'] === 'worker_child_exited' && program.lines.indexOf(line) < program.lines.indexOf(loop));
+        assert.equal(exitsBefore.length, 3, 'reported right after the third crash');
+        const failure = await program.waitForLine((line) => line['event'] === 'worker_update_failure' && line['reason'] === 'crash_loop');
+        assert.equal(failure['to_version'], '2.0.0');
+
+        // What reached the server: the success, and the crash loop only where it is understood.
+        if (serverKind === 'rollout-aware') {
+          const report = await until('the crash_loop report', () => server.reports().find((r) => r['reason'] === 'crash_loop'));
+          assert.deepEqual(
+            { event: report['event'], from: report['from_version'], to: report['to_version'], serial: report['serial'], channel: report['channel'] },
+            { event: 'failure', from: '1.0.0', to: '2.0.0', serial: 7, channel: 'stable' },
+          );
+          assert.notEqual(report['correlation_id'], correlationId, 'a new event, not the update attempt');
+        } else {
+          const withheld = await program.waitForLine(eventIs('worker_report_withheld'), 30_000);
+          assert.equal(withheld['reason'], 'crash_loop');
+        }
+        const successReport = await until('the success report', () => server.reports().find((r) => r['event'] === 'success'));
+        assert.equal(successReport['serial'], serverKind === 'rollout-aware' ? 7 : undefined, 'serial only to a server that takes it');
+
+        // Counted like any other failure.
+        const metrics = await (await request(String(listening['url']))).body.text();
+        assert.match(metrics, /worker_update_failure_total\{reason="crash_loop"\} 1/);
+
+        // Once per version: the fourth crash is restarted as before and not reported again. No
+        // rollback: the version passed its watch; the server halts the rollout instead.
+        await program.waitForLine((line) => line['event'] === 'worker_child_exited' && program.lines.indexOf(line) > program.lines.indexOf(loop), 30_000);
+        assert.equal(program.lines.filter((line) => line['event'] === 'worker_crash_loop').length, 1);
+        assert.equal(server.reports().filter((r) => r['reason'] === 'crash_loop').length, serverKind === 'rollout-aware' ? 1 : 0);
+        assert.equal(await readPointer(root.layout, 'current'), '2.0.0');
+        assert.deepEqual((await loadState(root.layout, () => 'unused')).proven, { version: '2.0.0', serial: 7 });
+        assert.equal(await stopGracefully(program), 0);
+      } finally {
+        await server.close();
+      }
+    });
+  }
 });
