@@ -1,7 +1,9 @@
 /**
  * `npm run demo`: the whole update story on this machine, through the real programs only.
- * A server on the embedded defaults, a signing key, worker 1.0.0 built, published, installed and
- * supervised; 1.1.0 published and adopted; a 1.2.0 that crashes at start, rolled back on its own.
+ * A server on the embedded defaults with a staged rollout plan (canary first), a signing key,
+ * worker 1.0.0 built, published, installed and supervised in three workers; 1.1.0 published and
+ * walked through the canary wave to the stable pool; a 1.2.0 that crashes at start, rolled back
+ * on the canary on its own, and its rollout halted by the server before stable ever sees it.
  * Prints a timeline, stops everything it started, and exits 0 (non-zero when a step failed).
  *
  *   npm run demo                 the story, then clean up
@@ -46,69 +48,104 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'bytebiota-demo-'));
   const lab = await UpdateLab.create({
     dir,
+    defaultRolloutPlan: 'staged',
     onLine: verbose ? (source, line) => console.log(`    ${source}: ${line}`) : undefined,
   });
   try {
     record(`release key made in ${lab.keyDir} (public key ${lab.releasePublicKey.slice(0, 12)}...)`);
-    const url = await lab.startServer();
+    const url = await lab.startServer(['--rollout-eval-interval', '1', '--heartbeat-interval', '2']);
     record(`server listening at ${url} (SQLite ${lab.dbPath}, folder store ${lab.storeDir})`);
+    const server = lab.server!;
 
     const v100 = await lab.buildWorker('1.0.0');
     record('built worker 1.0.0: one executable with its version embedded');
     await lab.publish('1.0.0', v100);
     record('published 1.0.0 to channel stable');
 
-    const pool = 'canary';
-    const token = await lab.createToken('worker', pool);
-    await lab.setPoolPolicy(pool, true);
-    record(`worker token made for pool ${pool}; pool policy auto_update=on`);
+    const tokens: Record<string, string> = {};
+    for (const pool of ['canary', 'stable']) {
+      tokens[pool] = await lab.createToken('worker', pool);
+      await lab.setPoolPolicy(pool, true);
+    }
+    record('worker tokens made for pools canary and stable; both pools auto_update=on');
+    const plan = {
+      immediate: false,
+      waves: [
+        { pools: ['canary'], percent: 100, soak_s: 5, min_healthy: 1 },
+        { pools: ['stable'], percent: 100, soak_s: 5, min_healthy: 1 },
+      ],
+    };
+    const planSet = await lab.api('PUT', '/api/admin/channels/stable/plan', await lab.admin(), plan);
+    if (planSet.status !== 200) throw new Error(`plan refused: ${JSON.stringify(planSet.json)}`);
+    record('rollout plan for channel stable: canary 100 % (soak 5 s, 1 healthy), then stable 100 %');
 
-    const installRoot = join(dir, 'worker');
-    await lab.installWorker(v100, installRoot);
-    const worker = lab.startSupervisor('worker', { installRoot, token, checkIntervalSeconds: 2, healthWindowSeconds: 15 });
-    await waitFor(worker, 0, 'worker_ready');
-    record('worker installed and started under the supervisor', '1.0.0');
+    const layout: Array<[string, string]> = [
+      ['canary-1', 'canary'],
+      ['stable-1', 'stable'],
+      ['stable-2', 'stable'],
+    ];
+    const workers = await Promise.all(
+      layout.map(async ([name, pool]) => {
+        const installRoot = join(dir, name);
+        await lab.installWorker(v100, installRoot);
+        const process = lab.startSupervisor(name, { installRoot, token: tokens[pool]!, checkIntervalSeconds: 2, healthWindowSeconds: 15 });
+        return { name, pool, process };
+      }),
+    );
+    await Promise.all(workers.map((w) => waitFor(w.process, 0, 'worker_ready')));
+    record('3 workers installed and started under their supervisors: canary-1, stable-1, stable-2', '1.0.0');
+    const canary = workers[0]!.process;
 
     const v110 = await lab.buildWorker('1.1.0');
     record('built worker 1.1.0');
-    let mark = worker.events.length;
+    let mark = canary.events.length;
+    let serverMark = server.events.length;
     await lab.publish('1.1.0', v110);
-    record('published 1.1.0');
-    const attempt = await waitFor(worker, mark, 'worker_update_attempt', (line) => line['to_version'] === '1.1.0');
-    record(`worker found 1.1.0 (correlation id ${String(attempt['correlation_id'])}); downloading and verifying`);
-    await waitFor(worker, mark, 'worker_update_staged', (line) => line['version'] === '1.1.0' || line['to_version'] === '1.1.0');
-    record('1.1.0 verified (signature, size, SHA-256) and staged; switching');
-    await waitFor(worker, mark, 'worker_update_success', (line) => line['to_version'] === '1.1.0');
-    record('1.1.0 became ready within the health window; success reported', '1.1.0');
+    record('published 1.1.0: its rollout starts with the canary wave');
+    const attempt = await waitFor(canary, mark, 'worker_update_attempt', (line) => line['to_version'] === '1.1.0');
+    record(`canary-1 found 1.1.0 (correlation id ${String(attempt['correlation_id'])}); downloading and verifying`);
+    await waitFor(canary, mark, 'worker_update_success', (line) => line['to_version'] === '1.1.0');
+    record('canary-1 switched; 1.1.0 became ready within the health window; success reported', '1.1.0');
+    await waitFor(server, serverMark, 'rollout_wave_started', (line) => line['version'] === '1.1.0' && line['wave'] === 2);
+    record('canary wave soaked with 1 healthy update: wave 2 (stable 100 %) started');
+    await Promise.all(workers.slice(1).map((w) => waitFor(w.process, 0, 'worker_update_success', (line) => line['to_version'] === '1.1.0')));
+    record('stable-1 and stable-2 updated to 1.1.0', '1.1.0');
 
     const v120 = await lab.brokenWorker('1.2.0');
-    mark = worker.events.length;
+    mark = canary.events.length;
+    serverMark = server.events.length;
     await lab.publish('1.2.0', v120);
     record('published 1.2.0, a build that crashes at start');
-    await waitFor(worker, mark, 'worker_update_attempt', (line) => line['to_version'] === '1.2.0');
-    record('worker found 1.2.0; downloading and verifying');
-    await waitFor(worker, mark, 'worker_update_switched', (line) => line['to_version'] === '1.2.0');
-    record('1.2.0 verified and switched to; the supervisor watches it', '1.2.0');
-    const rollback = await waitFor(worker, mark, 'worker_update_rollback', (line) => line['to_version'] === '1.2.0' || line['from_version'] === '1.2.0');
-    record(`1.2.0 crashed at start: rolled back automatically (reason ${String(rollback['reason'])})`, '1.1.0');
-    await waitFor(worker, mark, 'worker_ready');
-    record('worker running again on the previous version', '1.1.0');
+    await waitFor(canary, mark, 'worker_update_switched', (line) => line['to_version'] === '1.2.0');
+    record('canary-1 verified 1.2.0 and switched to it; the supervisor watches it', '1.2.0');
+    const rollback = await waitFor(canary, mark, 'worker_update_rollback', (line) => line['to_version'] === '1.2.0' || line['from_version'] === '1.2.0');
+    record(`1.2.0 crashed at start on canary-1: rolled back automatically (reason ${String(rollback['reason'])})`, '1.1.0');
+    const halt = await waitFor(server, serverMark, 'rollout_halted', (line) => line['version'] === '1.2.0');
+    const rate = (Number(halt['failure_rate']) * 100).toFixed(0);
+    const threshold = (Number(halt['threshold']) * 100).toFixed(0);
+    record(
+      `server halted the 1.2.0 rollout on its own: ${String(halt['failed_workers'])} of ${String(halt['sample_workers'])} workers failed (${rate} % > ${threshold} %, minimum sample ${String(halt['min_sample'])}); stable never offered it`,
+    );
+    await waitFor(canary, mark, 'worker_ready');
+    const stableTried = workers.slice(1).some((w) => w.process.events.some((line) => line['to_version'] === '1.2.0'));
+    if (stableTried) throw new Error('a stable worker attempted 1.2.0 after the halt');
+    record('canary-1 running again on 1.1.0; stable-1 and stable-2 never attempted 1.2.0', '1.1.0');
 
     const fleet = await waitForFleet(lab);
     record(`fleet view: ${fleet}`);
 
-    console.log('\nTimeline (seconds, version running, step)');
+    console.log('\nTimeline (seconds, version running on canary-1, step)');
     for (const entry of timeline) {
-      const step = entry.step.length > 100 ? `${entry.step.slice(0, 97)}...` : entry.step;
+      const step = entry.step.length > 140 ? `${entry.step.slice(0, 137)}...` : entry.step;
       console.log(`  ${entry.seconds}  ${entry.running.padEnd(6)}  ${step}`);
     }
 
     if (keep) {
-      await worker.stop();
+      await Promise.all(workers.map((w) => w.process.stop()));
       console.log(`\nThe server keeps running (pid ${lab.server?.child.pid}); stop it with Ctrl-C.`);
       console.log(`  URL:         ${lab.serverUrl}`);
       console.log(`  admin token: ${await lab.admin()}`);
-      console.log(`  try:         curl -H "Authorization: Bearer <admin token>" ${lab.serverUrl}/api/admin/fleet`);
+      console.log(`  try:         BYTEBIOTA_SERVER_URL=${lab.serverUrl} BYTEBIOTA_ADMIN_TOKEN=<admin token> npx bytebiota-admin rollout status`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', () => resolve());
         process.once('SIGTERM', () => resolve());

@@ -2,7 +2,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { currentPlatform } from '../../src/protocol/platform.js';
-import { ManagedProcess, runChecked, sourceProgram, type LogLine } from './processes.js';
+import { ManagedProcess, repoRoot, runChecked, sourceProgram, type LogLine } from './processes.js';
 import { packagedWorker } from './worker-builds.js';
 
 export interface LabOptions {
@@ -144,6 +144,14 @@ export class UpdateLab {
   /** The packaged worker executable of a version (built once per source tree). */
   buildWorker(version: string): Promise<string> {
     return packagedWorker(version);
+  }
+
+  /**
+   * A real packaged worker that passes its health watch, then crashes a few seconds into every
+   * run (test/fixtures/late-crash-worker.ts): a release that fails in the field, not at start.
+   */
+  lateCrashWorker(version: string): Promise<string> {
+    return packagedWorker(version, { name: 'late-crash', path: join(repoRoot, 'test', 'fixtures', 'late-crash-worker.ts') });
   }
 
   /**

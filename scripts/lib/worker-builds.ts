@@ -30,7 +30,8 @@ async function inputsDigest(): Promise<string> {
   const hash = createHash('sha256');
   hash.update(process.execPath).update(process.version);
   hash.update(String((await stat(process.execPath)).size));
-  for (const file of [...(await sourceFiles(join(repoRoot, 'src'))), join(repoRoot, 'package-lock.json')]) {
+  const fixtures = await sourceFiles(join(repoRoot, 'test', 'fixtures')).catch(() => []);
+  for (const file of [...(await sourceFiles(join(repoRoot, 'src'))), ...fixtures, join(repoRoot, 'package-lock.json')]) {
     hash.update(relative(repoRoot, file)).update(await readFile(file));
   }
   return hash.digest('hex').slice(0, 24);
@@ -38,10 +39,13 @@ async function inputsDigest(): Promise<string> {
 
 let digestOnce: Promise<string> | undefined;
 
-/** The packaged worker executable for `version`, built once per source tree and reused. */
-export async function packagedWorker(version: string): Promise<string> {
+/**
+ * The packaged worker executable for `version`, built once per source tree and reused. `entry`
+ * builds another entry point (a test fixture) under the same version, cached under its own name.
+ */
+export async function packagedWorker(version: string, entry?: { name: string; path: string }): Promise<string> {
   digestOnce ??= inputsDigest();
-  const dir = join(cacheRoot, await digestOnce);
+  const dir = join(cacheRoot, await digestOnce, ...(entry ? [entry.name] : []));
   const cached = join(dir, artifactFileName(version, currentPlatform()));
   try {
     await stat(cached);
@@ -53,7 +57,7 @@ export async function packagedWorker(version: string): Promise<string> {
   // Build in a private folder, then rename: two test files building the same version at once
   // both end with one complete file.
   const scratch = join(dir, `.build-${process.pid}-${Date.now()}`);
-  const built = await buildWorker({ version, outDir: scratch, now: new Date('2026-01-01T00:00:00Z') });
+  const built = await buildWorker({ version, outDir: scratch, now: new Date('2026-01-01T00:00:00Z'), ...(entry ? { entry: entry.path } : {}) });
   await rename(built.path, cached).catch(async () => copyFile(built.path, cached));
   return cached;
 }
