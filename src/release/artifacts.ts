@@ -3,7 +3,7 @@ import { MAX_ARTIFACT_BYTES, storeKeys, type ArtifactEntry } from '../protocol/m
 import { artifactFileName, isPlatform, PLATFORMS } from '../protocol/platform.js';
 import { errorMessage } from '../shared/errors.js';
 import type { ReleaseStore } from '../store/release-store.js';
-import { digestLocalFile, digestStoredObject } from './digest.js';
+import { digestLocalFile, digestStoredObject, type Digest } from './digest.js';
 import { ReleaseError } from './release-error.js';
 import { storeWrite } from './store-writes.js';
 
@@ -82,21 +82,74 @@ export async function storeArtifact(store: ReleaseStore, version: string, source
   return { platform: source.platform, key, sha256: local.sha256, size: local.sizeBytes, reused: false };
 }
 
+/** A url with a scheme (`https://…`): served from outside the store's own layout. */
+const ABSOLUTE_URL = /^[a-z][a-z0-9+.-]*:/i;
+
+/** Where workers may download from (contract section 1): https, or http only to a loopback host; no query or fragment. */
+export function isServableUrl(url: URL): boolean {
+  const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+  return (url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) && !url.search && !url.hash;
+}
+
 /**
- * Promote's check that a manifest's artifacts are really in the store as signed. Artifacts
- * served from elsewhere (an absolute url) are out of the store's reach and are left to the
- * workers, which verify every download anyway.
+ * The store key of a release's artifact for one platform, `artifacts/<version>/<file>`, when the
+ * manifest url names exactly that: as publish writes it, relative or under a `--base-url`. Null for
+ * any other url: such a url says nothing about which stored bytes a worker would get.
  */
-export async function assertStoredArtifactsMatch(store: ReleaseStore, artifacts: Record<string, ArtifactEntry>): Promise<void> {
+export function artifactStoreKey(version: string, platform: string, url: string): string | null {
+  const key = storeKeys.artifact(version, artifactFileName(version, platform));
+  if (url === key) return key;
+  if (!ABSOLUTE_URL.test(url) || !URL.canParse(url)) return null;
+  const parsed = new URL(url);
+  return isServableUrl(parsed) && parsed.pathname.endsWith(`/${key}`) ? key : null;
+}
+
+export interface StoredArtifactCheck {
+  platform: string;
+  /** What the manifest says. */
+  entry: ArtifactEntry;
+  /** Where the store holds it; null when the url names no `artifacts/<version>/<file>`. */
+  key: string | null;
+  /** What the store holds there, re-hashed; null when missing. */
+  found: Digest | null;
+  status: 'ok' | 'missing' | 'corrupted';
+}
+
+/**
+ * Re-hash, from the store, every artifact a verified manifest names (promote, `verify --store`),
+ * streaming each one, and compare size and SHA-256 with what the manifest signed. Every artifact
+ * is checked, so a report names all the damage at once; assertStoredArtifactsIntact judges.
+ */
+export async function checkStoredArtifacts(
+  store: ReleaseStore,
+  version: string,
+  artifacts: Record<string, ArtifactEntry>,
+  log: (line: string) => void = () => {},
+): Promise<StoredArtifactCheck[]> {
+  const checks: StoredArtifactCheck[] = [];
   for (const [platform, entry] of Object.entries(artifacts)) {
-    if (/^[a-z][a-z0-9+.-]*:/i.test(entry.url)) continue;
-    const landed = await digestStoredObject(store, entry.url);
-    if (!landed) throw new ReleaseError('artifact_missing', `${platform} artifact ${entry.url} is missing from ${store.location}`);
-    if (landed.sha256 !== entry.sha256 || landed.sizeBytes !== entry.size) {
-      throw new ReleaseError(
-        'artifact_corrupted',
-        `${platform} artifact ${entry.url} in ${store.location} is ${landed.sizeBytes} bytes with sha256 ${landed.sha256}; the manifest says ${entry.size} bytes, ${entry.sha256}`,
-      );
-    }
+    const key = artifactStoreKey(version, platform, entry.url);
+    if (key) log(`hashing ${key} from ${store.location}`);
+    const found = key ? await digestStoredObject(store, key) : null;
+    const status = !found ? 'missing' : found.sha256 === entry.sha256 && found.sizeBytes === entry.size ? 'ok' : 'corrupted';
+    checks.push({ platform, entry, key, found, status });
   }
+  return checks;
+}
+
+/** Refuse when any checked artifact is missing or differs from its manifest entry; the first one names the code. */
+export function assertStoredArtifactsIntact(store: ReleaseStore, checks: readonly StoredArtifactCheck[]): void {
+  const failed = checks.filter((check) => check.status !== 'ok');
+  const first = failed[0];
+  if (!first) return;
+  const others = failed.length > 1 ? ` (and ${failed.length - 1} more of ${checks.length} artifacts fail)` : '';
+  const { platform, entry, key, found } = first;
+  if (!key) {
+    throw new ReleaseError('artifact_missing', `${platform} artifact url ${entry.url} names no artifacts/<version>/<file> of ${store.location}${others}`);
+  }
+  if (!found) throw new ReleaseError('artifact_missing', `${platform} artifact ${key} is missing from ${store.location}${others}`);
+  throw new ReleaseError(
+    'artifact_corrupted',
+    `${platform} artifact ${key} in ${store.location} is ${found.sizeBytes} bytes with sha256 ${found.sha256}; the manifest says ${entry.size} bytes, ${entry.sha256}${others}`,
+  );
 }

@@ -22,6 +22,16 @@ export function assertValidVersion(version: string, flag: string): void {
   }
 }
 
+/** The serials of a channel's history entries (`history/<serial>.json`), newest first. */
+export async function historySerials(store: ReleaseStore, channel: string): Promise<number[]> {
+  const serials: number[] = [];
+  for (const key of await store.list(storeKeys.historyPrefix(channel))) {
+    const match = /\/history\/(\d{1,15})\.json$/.exec(key);
+    if (match) serials.push(Number(match[1]));
+  }
+  return serials.sort((a, b) => b - a);
+}
+
 export interface ChannelState {
   channel: string;
   /** The channel's current manifest, when it has one. */
@@ -32,8 +42,18 @@ export interface ChannelState {
   highestSerial: number;
 }
 
-function parseUntrusted(bytes: Buffer): ReleaseManifest {
-  return JSON.parse(bytes.toString('utf8')) as ReleaseManifest;
+/**
+ * A manifest read for what it says, without checking who signed it: its JSON and schema only.
+ * Null when it is neither. Never a source of trust, only of where to look.
+ */
+export function parseUnverifiedManifest(bytes: Buffer): ReleaseManifest | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return null;
+  }
+  return releaseManifestChecker.Check(value) ? value : null;
 }
 
 /**
@@ -54,8 +74,8 @@ export async function readChannelState(store: ReleaseStore, channel: string, key
       // verifyManifest checks the schema, then signatures, then expiry: an expired manifest
       // passed both, and one signed by other keys passed the schema, so both parse safely.
       if (err.code === 'manifest_expired' || err.code === 'signature_invalid') {
-        const parsed = parseUntrusted(bytes);
-        if (!releaseManifestChecker.Check(parsed)) throw err;
+        const parsed = parseUnverifiedManifest(bytes);
+        if (!parsed) throw err;
         current = parsed.signed;
         currentSignedByGivenKey = err.code === 'manifest_expired';
       } else {
@@ -63,11 +83,7 @@ export async function readChannelState(store: ReleaseStore, channel: string, key
       }
     }
   }
-  let highestSerial = current?.serial ?? 0;
-  for (const key of await store.list(storeKeys.historyPrefix(channel))) {
-    const match = /\/history\/(\d{1,15})\.json$/.exec(key);
-    if (match) highestSerial = Math.max(highestSerial, Number(match[1]));
-  }
+  const highestSerial = Math.max(current?.serial ?? 0, (await historySerials(store, channel))[0] ?? 0);
   const state: ChannelState = { channel, currentSignedByGivenKey, highestSerial };
   if (current) state.current = current;
   return state;

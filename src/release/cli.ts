@@ -7,8 +7,11 @@ import { readPrivateKeyFiles, readTrustedKey } from './key-files.js';
 import { parseDurationMs } from './duration.js';
 import { publishRelease } from './publish.js';
 import { promoteRelease } from './promote.js';
-import { verifyManifestFile } from './verify.js';
-import type { ArtifactSource } from './artifacts.js';
+import { rollbackRelease } from './rollback.js';
+import { verifyManifestFile, verifyStoredChannel } from './verify.js';
+import { assertStoredArtifactsIntact, type ArtifactSource, type StoredArtifactCheck } from './artifacts.js';
+import type { PublicKey } from '../trust/keys.js';
+import type { VerifiedManifest } from '../trust/verify.js';
 
 export const PROGRAM_NAME = 'bytebiota-release';
 export const EXIT_OK = 0;
@@ -49,10 +52,32 @@ function storeOption(): Option {
   return new Option('--store <store>', 'release store: a folder path or s3://bucket/prefix').env('BYTEBIOTA_STORE').makeOptionMandatory();
 }
 
+/** What `verify` prints about a manifest that passed; `artifactLines` say what was checked of each artifact. */
+function printVerified(io: CliIo, what: string, verified: VerifiedManifest, artifactLines: readonly string[], trustedKeys: readonly PublicKey[], threshold: number): void {
+  const { signed } = verified;
+  io.out(`verified ${what}`);
+  io.out(`channel ${signed.channel} serial ${signed.serial} version ${signed.version}`);
+  io.out(`released_at ${signed.released_at} expires ${signed.expires}`);
+  if (signed.minimum_version) io.out(`minimum_version ${signed.minimum_version}`);
+  if (signed.recommended_version) io.out(`recommended_version ${signed.recommended_version}`);
+  io.out(`allow_downgrade ${signed.allow_downgrade === true}`);
+  for (const line of artifactLines) io.out(line);
+  for (const keyid of verified.signedBy) io.out(`signed_by ${keyid}`);
+  io.out(`threshold ${threshold} of ${new Set(trustedKeys.map((k) => k.keyid)).size} trusted keys met`);
+}
+
+/** `artifact <platform> <url> <size> <sha256> <ok|missing|corrupted>`: the manifest's entry, then what the store holds. */
+function artifactCheckLine(check: StoredArtifactCheck): string {
+  const { platform, entry, key, found, status } = check;
+  const line = `artifact ${platform} ${entry.url} ${entry.size} ${entry.sha256} ${status}`;
+  if (!key) return `${line} (the url names no artifacts/<version>/<file> in the store)`;
+  return found && status === 'corrupted' ? `${line} (the store has ${found.sizeBytes} bytes, sha256 ${found.sha256})` : line;
+}
+
 function buildProgram(context: CliContext): Command {
   const { io, clock } = context;
   const program = new Command(PROGRAM_NAME)
-    .description('Keys, artifacts, signed manifests: publish and promote ByteBiota worker releases')
+    .description('Keys, artifacts, signed manifests: publish, promote and roll back ByteBiota worker releases')
     .exitOverride()
     .showHelpAfterError()
     .configureOutput({ writeOut: (text) => io.out(text.trimEnd()), writeErr: (text) => io.err(text.trimEnd()) });
@@ -144,26 +169,57 @@ function buildProgram(context: CliContext): Command {
     });
 
   program
+    .command('rollback')
+    .description('release an earlier version of a channel again, from its stored artifacts, with the next serial and allow_downgrade')
+    .addOption(storeOption())
+    .requiredOption('--channel <channel>', 'channel to roll back, e.g. stable')
+    .requiredOption('--to <version>', 'the earlier version to release again; the channel must have released it before')
+    .requiredOption('--key <file...>', 'private key file(s) to sign with; several for a threshold')
+    .option('--expires-in <duration>', 'how long the new manifest is valid: 30d, 12h, 90m', DEFAULT_EXPIRES_IN)
+    .option('--notes <text>', 'release notes carried in the manifest, e.g. why the fleet goes back')
+    .option('--new-key', 'roll back although none of the keys signed the channel’s current manifest (key rotation)', false)
+    .action(async (flags: { store: string; channel: string; to: string; key: string[]; expiresIn: string; notes?: string; newKey: boolean }) => {
+      const expiresInMs = parseDurationMs(flags.expiresIn);
+      const store = openReleaseStore(flags.store, context.env);
+      const keys = await readPrivateKeyFiles(flags.key);
+      const result = await rollbackRelease({
+        store, channel: flags.channel, version: flags.to, keys, expiresInMs, clock, notes: flags.notes, allowNewKey: flags.newKey,
+        log: (line) => io.err(line),
+      });
+      io.out(`rolled back ${result.channel} to ${result.version} serial ${result.serial} (was ${result.previousVersion})`);
+      for (const artifact of result.artifacts) io.out(`artifact ${artifact.platform} ${artifact.key} ${artifact.size} ${artifact.sha256}`);
+      for (const keyid of result.keyIds) io.out(`signed_by ${keyid}`);
+    });
+
+  program
     .command('verify')
-    .description('verify a manifest file exactly as a worker does')
-    .argument('<file>', 'the worker-release.json to verify')
+    .description('verify a manifest exactly as a worker does: a file, or with --store a channel’s current manifest and every artifact it names')
+    .argument('[file]', 'the worker-release.json to verify (or give --store and --channel)')
     .requiredOption('--trusted-key <key>', 'a trusted public key: base64 of the raw 32 bytes, or a key file path (repeatable)', collect)
     .option('--threshold <n>', 'how many distinct trusted keys must have signed', parseThreshold, 1)
-    .option('--channel <channel>', 'the channel the manifest must be for (default: the one it names)')
-    .action(async (file: string, flags: { trustedKey: string[]; threshold: number; channel?: string }) => {
+    .option('--channel <channel>', 'the channel the manifest must be for (default: the one it names); with --store, the channel to check')
+    .addOption(new Option('--store <store>', 'verify the channel’s manifest in this store and re-hash every artifact it names').env('BYTEBIOTA_STORE'))
+    .action(async (file: string | undefined, flags: { trustedKey: string[]; threshold: number; channel?: string; store?: string }, command: Command) => {
+      // A store from the environment gives way to a FILE named on the command line.
+      const store = file !== undefined && command.getOptionValueSource('store') === 'env' ? undefined : flags.store;
+      if (file !== undefined && store !== undefined) throw new UsageError('give a manifest FILE or --store, not both');
+      if (file === undefined && store === undefined) throw new UsageError('give a manifest FILE, or --store and --channel');
+      if (store !== undefined && flags.channel === undefined) throw new UsageError('--store needs --channel: the channel whose manifest to verify');
       const trustedKeys = [];
       for (const argument of flags.trustedKey) trustedKeys.push(await readTrustedKey(argument));
-      const verified = await verifyManifestFile({ path: file, trustedKeys, threshold: flags.threshold, channel: flags.channel, now: clock.now() });
-      const { signed } = verified;
-      io.out(`verified ${file}`);
-      io.out(`channel ${signed.channel} serial ${signed.serial} version ${signed.version}`);
-      io.out(`released_at ${signed.released_at} expires ${signed.expires}`);
-      if (signed.minimum_version) io.out(`minimum_version ${signed.minimum_version}`);
-      if (signed.recommended_version) io.out(`recommended_version ${signed.recommended_version}`);
-      io.out(`allow_downgrade ${signed.allow_downgrade === true}`);
-      for (const [platform, entry] of Object.entries(signed.artifacts)) io.out(`artifact ${platform} ${entry.url} ${entry.size} ${entry.sha256}`);
-      for (const keyid of verified.signedBy) io.out(`signed_by ${keyid}`);
-      io.out(`threshold ${flags.threshold} of ${new Set(trustedKeys.map((k) => k.keyid)).size} trusted keys met`);
+
+      if (file !== undefined) {
+        const verified = await verifyManifestFile({ path: file, trustedKeys, threshold: flags.threshold, channel: flags.channel, now: clock.now() });
+        const lines = Object.entries(verified.signed.artifacts).map(([platform, entry]) => `artifact ${platform} ${entry.url} ${entry.size} ${entry.sha256}`);
+        printVerified(io, file, verified, lines, trustedKeys, flags.threshold);
+        return;
+      }
+      const releaseStore = openReleaseStore(store as string, context.env);
+      const report = await verifyStoredChannel({
+        store: releaseStore, channel: flags.channel as string, trustedKeys, threshold: flags.threshold, now: clock.now(), log: (line) => io.err(line),
+      });
+      printVerified(io, `${report.manifestKey} in ${releaseStore.location}`, report.verified, report.artifacts.map(artifactCheckLine), trustedKeys, flags.threshold);
+      assertStoredArtifactsIntact(releaseStore, report.artifacts);
     });
 
   return program;

@@ -21,3 +21,8 @@ export function parseDurationMs(text: string): number {
 export function manifestTimestamp(at: Date): string {
   return at.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
+
+/** A manifest's `released_at` (now) and `expires` (now plus its validity), as every signing command sets them. */
+export function releaseTimes(now: Date, expiresInMs: number): { released_at: string; expires: string } {
+  return { released_at: manifestTimestamp(now), expires: manifestTimestamp(new Date(now.getTime() + expiresInMs)) };
+}

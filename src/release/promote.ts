@@ -5,7 +5,7 @@ import { UsageError } from '../shared/errors.js';
 import type { ReleaseStore } from '../store/release-store.js';
 import type { PrivateKey } from '../trust/keys.js';
 import { verifyManifest } from '../trust/verify.js';
-import { assertStoredArtifactsMatch } from './artifacts.js';
+import { assertStoredArtifactsIntact, checkStoredArtifacts } from './artifacts.js';
 import {
   assertMayWriteChannel,
   assertNewerThanCurrent,
@@ -13,7 +13,7 @@ import {
   readChannelState,
   writeChannelManifest,
 } from './channel-state.js';
-import { manifestTimestamp } from './duration.js';
+import { releaseTimes } from './duration.js';
 import { ReleaseError } from './release-error.js';
 import { signAndCheck } from './signing.js';
 
@@ -70,7 +70,7 @@ export async function promoteRelease(options: PromoteOptions): Promise<PromoteRe
 
   const source = await readVerifiedSource(store, fromChannel, keys, clock.now());
   log(`verified ${fromChannel} serial ${source.serial}: ${source.version}`);
-  await assertStoredArtifactsMatch(store, source.artifacts);
+  assertStoredArtifactsIntact(store, await checkStoredArtifacts(store, source.version, source.artifacts));
   log(`artifacts of ${source.version} match the manifest`);
 
   const target = await readChannelState(store, toChannel, keys, clock.now());
@@ -82,8 +82,7 @@ export async function promoteRelease(options: PromoteOptions): Promise<PromoteRe
     ...source,
     channel: toChannel,
     serial: target.highestSerial + 1,
-    released_at: manifestTimestamp(now),
-    expires: manifestTimestamp(new Date(now.getTime() + options.expiresInMs)),
+    ...releaseTimes(now, options.expiresInMs),
     allow_downgrade: options.allowDowngrade || source.allow_downgrade === true,
   };
   const manifest = signAndCheck(signed, keys, now);

@@ -6,7 +6,7 @@ import type { Clock } from '../shared/clock.js';
 import { UsageError } from '../shared/errors.js';
 import type { ReleaseStore } from '../store/release-store.js';
 import type { PrivateKey } from '../trust/keys.js';
-import { assertKnownPlatform, storeArtifact, type ArtifactSource, type StoredArtifact } from './artifacts.js';
+import { assertKnownPlatform, isServableUrl, storeArtifact, type ArtifactSource, type StoredArtifact } from './artifacts.js';
 import {
   assertMayWriteChannel,
   assertNewerThanCurrent,
@@ -15,7 +15,7 @@ import {
   readChannelState,
   writeChannelManifest,
 } from './channel-state.js';
-import { manifestTimestamp } from './duration.js';
+import { releaseTimes } from './duration.js';
 import { ReleaseError } from './release-error.js';
 import { signAndCheck } from './signing.js';
 
@@ -52,6 +52,13 @@ export interface PublishResult {
   keyIds: string[];
 }
 
+/** `--notes` of publish and rollback, refused before the store is touched. */
+export function assertNotesWithinLimit(notes: string | undefined): void {
+  if (notes !== undefined && notes.length > MAX_NOTES_LENGTH) {
+    throw new UsageError(`--notes is ${notes.length} characters, over the ${MAX_NOTES_LENGTH}-character limit`);
+  }
+}
+
 /** `--base-url`: https, or http only to a loopback host (contract section 1). */
 export function parseBaseUrl(text: string): URL {
   let url: URL;
@@ -60,8 +67,7 @@ export function parseBaseUrl(text: string): URL {
   } catch {
     throw new UsageError(`invalid --base-url ${JSON.stringify(text)}: expected an absolute https:// URL`);
   }
-  const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
-  if (!(url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) || url.search || url.hash) {
+  if (!isServableUrl(url)) {
     throw new UsageError(`invalid --base-url ${JSON.stringify(text)}: use https:// (http:// only for loopback hosts), without query or fragment`);
   }
   if (!url.pathname.endsWith('/')) url.pathname += '/';
@@ -94,9 +100,7 @@ function checkRequest(options: PublishOptions): URL | undefined {
     if (platforms.has(artifact.platform)) throw new UsageError(`--artifact ${artifact.platform} is given twice`);
     platforms.add(artifact.platform);
   }
-  if (options.notes !== undefined && options.notes.length > MAX_NOTES_LENGTH) {
-    throw new UsageError(`--notes is ${options.notes.length} characters, over the ${MAX_NOTES_LENGTH}-character limit`);
-  }
+  assertNotesWithinLimit(options.notes);
   if (options.keys.length === 0) throw new UsageError('give at least one --key PRIVATE_KEY_FILE');
   return options.baseUrl === undefined ? undefined : parseBaseUrl(options.baseUrl);
 }
@@ -136,8 +140,7 @@ export async function publishRelease(options: PublishOptions): Promise<PublishRe
     channel,
     serial: state.highestSerial + 1,
     version,
-    released_at: manifestTimestamp(now),
-    expires: manifestTimestamp(new Date(now.getTime() + options.expiresInMs)),
+    ...releaseTimes(now, options.expiresInMs),
     ...(options.minimumVersion !== undefined ? { minimum_version: options.minimumVersion } : {}),
     recommended_version: options.recommendedVersion ?? version,
     allow_downgrade: options.allowDowngrade,

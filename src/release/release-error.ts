@@ -16,6 +16,8 @@ export type ReleaseErrorCode =
   | 'artifact_corrupted'
   | 'artifact_missing'
   | 'version_not_newer'
+  | 'version_not_older'
+  | 'version_never_released'
   | 'store_key_mismatch'
   | 'store_manifest_invalid'
   | 'store_not_writable'

@@ -1,8 +1,11 @@
 import { open } from 'node:fs/promises';
-import { MAX_MANIFEST_BYTES } from '../protocol/manifest.js';
+import { MAX_MANIFEST_BYTES, storeKeys } from '../protocol/manifest.js';
 import { errorMessage, isErrnoCode, UsageError } from '../shared/errors.js';
+import type { ReleaseStore } from '../store/release-store.js';
 import type { PublicKey } from '../trust/keys.js';
 import { verifyManifest, type VerifiedManifest } from '../trust/verify.js';
+import { checkStoredArtifacts, type StoredArtifactCheck } from './artifacts.js';
+import { assertValidChannel } from './channel-state.js';
 import { ReleaseError } from './release-error.js';
 
 export interface VerifyFileOptions {
@@ -50,16 +53,20 @@ function claimedChannel(bytes: Buffer): string {
   }
 }
 
+function assertTrustSettings(trustedKeys: readonly PublicKey[], threshold: number): void {
+  if (trustedKeys.length === 0) throw new UsageError('give at least one --trusted-key');
+  const distinct = new Set(trustedKeys.map((key) => key.keyid)).size;
+  if (!Number.isInteger(threshold) || threshold < 1 || threshold > distinct) {
+    throw new UsageError(`--threshold ${threshold} needs between 1 and ${distinct} distinct trusted keys`);
+  }
+}
+
 /**
  * `verify`: the exact check a worker makes (verifyManifest), on a file. Throws the
  * UpdateError with the reason code a worker would report.
  */
 export async function verifyManifestFile(options: VerifyFileOptions): Promise<VerifiedManifest> {
-  if (options.trustedKeys.length === 0) throw new UsageError('give at least one --trusted-key');
-  const distinct = new Set(options.trustedKeys.map((key) => key.keyid)).size;
-  if (!Number.isInteger(options.threshold) || options.threshold < 1 || options.threshold > distinct) {
-    throw new UsageError(`--threshold ${options.threshold} needs between 1 and ${distinct} distinct trusted keys`);
-  }
+  assertTrustSettings(options.trustedKeys, options.threshold);
   const bytes = await readManifestFile(options.path);
   return verifyManifest(bytes, {
     trustedKeys: options.trustedKeys,
@@ -67,4 +74,40 @@ export async function verifyManifestFile(options: VerifyFileOptions): Promise<Ve
     channel: options.channel ?? claimedChannel(bytes),
     now: options.now,
   });
+}
+
+export interface VerifyStoreOptions {
+  store: ReleaseStore;
+  channel: string;
+  trustedKeys: readonly PublicKey[];
+  threshold: number;
+  now: Date;
+  /** Progress lines for the operator. */
+  log: (line: string) => void;
+}
+
+export interface VerifiedStoredRelease {
+  /** The store key of the manifest verified. */
+  manifestKey: string;
+  verified: VerifiedManifest;
+  /** One check per artifact the manifest names; the caller judges them (assertStoredArtifactsIntact). */
+  artifacts: StoredArtifactCheck[];
+}
+
+/**
+ * `verify --store`: a channel's current manifest, checked exactly as a worker checks it, then
+ * every artifact it names re-hashed from the store (size and SHA-256, streaming). The artifacts
+ * are looked at only once the signatures pass: an unverified manifest names nothing worth reading.
+ */
+export async function verifyStoredChannel(options: VerifyStoreOptions): Promise<VerifiedStoredRelease> {
+  const { store, channel } = options;
+  assertTrustSettings(options.trustedKeys, options.threshold);
+  assertValidChannel(channel);
+  const manifestKey = storeKeys.manifest(channel);
+  const bytes = await store.read(manifestKey, MAX_MANIFEST_BYTES);
+  if (!bytes) throw new ReleaseError('manifest_unreadable', `channel ${channel} has no manifest in ${store.location} (${manifestKey})`);
+  const verified = verifyManifest(bytes, { trustedKeys: options.trustedKeys, threshold: options.threshold, channel, now: options.now });
+  options.log(`verified ${manifestKey}: ${channel} serial ${verified.signed.serial}, ${verified.signed.version}`);
+  const artifacts = await checkStoredArtifacts(store, verified.signed.version, verified.signed.artifacts, options.log);
+  return { manifestKey, verified, artifacts };
 }

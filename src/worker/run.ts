@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici';
 import type { HeartbeatRequest, RegisterRequest, ServerAccepts, UpdateProgress } from '../protocol/messages.js';
 import { currentPlatform } from '../protocol/platform.js';
 import { UpdateError } from '../protocol/reason-codes.js';
-import { isNewerVersion } from '../protocol/version.js';
+import { compareVersions } from '../protocol/version.js';
 import type { Clock } from '../shared/clock.js';
 import { CodedError, errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -307,8 +307,9 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
       maybeSendReady();
     }
     if (!checksAllowed()) return;
-    // A heartbeat announcing a newer release, or a new minimum above us, brings the check forward.
-    if (next.latestVersion !== null && next.latestVersion !== lastAnnouncedLatest && isNewerVersion(next.latestVersion, version)) {
+    // A heartbeat announcing another release, or a new minimum above us, brings the check forward.
+    // A version other than ours is news either way: newer is an update, older is a signed rollback release.
+    if (next.latestVersion !== null && next.latestVersion !== lastAnnouncedLatest && compareVersions(next.latestVersion, version) !== 0) {
       lastAnnouncedLatest = next.latestVersion;
       nextCheckAtMs = Math.min(nextCheckAtMs, clock.now().getTime() + Math.round(random() * 30_000));
     }

@@ -45,7 +45,7 @@ export interface FleetStore {
   rolloutEpoch(): Promise<number>;
   /** Change the state only if it is one of `fromStates`; true when changed. */
   setRolloutState(channel: string, serial: number, fromStates: readonly RolloutState[], change: RolloutStateChange): Promise<boolean>;
-  /** Record that wave `waveIndex` started, only if exactly the waves before it have; true when recorded. */
+  /** Record that wave `waveIndex` started, only if the rollout is active and exactly the waves before it have started; true when recorded. */
   startRolloutWave(channel: string, serial: number, waveIndex: number, at: Date): Promise<boolean>;
   /** Record an admission unless the worker already has one for this rollout. */
   admitWorker(admission: AdmissionRecord): Promise<void>;
@@ -185,6 +185,8 @@ export interface RolloutStateChange {
   /** Who: an admin token id, `automatic`, or `server` (superseded by a newer release). */
   by: string | null;
   at: Date;
+  /** A resume: failures reported before `at` no longer count toward the automatic halt. */
+  restartFailureCount?: boolean;
 }
 
 export interface RolloutRecord {
@@ -201,6 +203,8 @@ export interface RolloutRecord {
   stateReason: string | null;
   stateChangedAt: Date;
   stateChangedBy: string | null;
+  /** Reports before this do not count toward the automatic halt: the start, or the last resume. */
+  failuresCountedFrom: Date;
   /** When each started wave started, in order: wave i has started when i < length. */
   wavesStarted: Date[];
   startedAt: Date;
@@ -211,7 +215,7 @@ export interface AdmissionRecord {
   serial: number;
   workerId: string;
   pool: string;
-  /** The wave that admitted it (the newest started one), or -1 for a forced update. */
+  /** The wave that admitted it (the newest started one), or -1 outside any wave (forced, or it already ran the release). */
   wave: number;
   /** `--force-update` on the worker: offered outside the rollout. */
   forced: boolean;

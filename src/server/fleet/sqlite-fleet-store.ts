@@ -105,6 +105,7 @@ interface RolloutRow {
   state_reason: string | null;
   state_changed_at: string;
   state_changed_by: string | null;
+  failures_counted_from: string;
   waves_started: string;
   started_at: string;
 }
@@ -122,6 +123,7 @@ function rolloutFromRow(row: RolloutRow): RolloutRecord {
     stateReason: row.state_reason,
     stateChangedAt: new Date(row.state_changed_at),
     stateChangedBy: row.state_changed_by,
+    failuresCountedFrom: new Date(row.failures_counted_from),
     wavesStarted: (JSON.parse(row.waves_started) as string[]).map((at) => new Date(at)),
     startedAt: new Date(row.started_at),
   };
@@ -299,9 +301,9 @@ export class SqliteFleetStore implements FleetStore {
       workerPlace: this.db.prepare('SELECT * FROM workers WHERE id = ?'),
       insertRollout: this.db.prepare(`
         INSERT INTO rollouts (channel, serial, version, manifest, expires_at, urgent, plan, state, state_reason,
-          state_changed_at, state_changed_by, waves_started, started_at)
+          state_changed_at, state_changed_by, failures_counted_from, waves_started, started_at)
         VALUES (@channel, @serial, @version, @manifest, @expires_at, @urgent, @plan, @state, @state_reason,
-          @state_changed_at, @state_changed_by, @waves_started, @started_at)
+          @state_changed_at, @state_changed_by, @failures_counted_from, @waves_started, @started_at)
         ON CONFLICT (channel, serial) DO NOTHING`),
       rolloutEpoch: this.db.prepare('SELECT n FROM rollout_epoch WHERE id = 1').pluck(),
       insertAdmission: this.db.prepare(`
@@ -440,6 +442,7 @@ export class SqliteFleetStore implements FleetStore {
           state_reason: rollout.stateReason,
           state_changed_at: rollout.stateChangedAt.toISOString(),
           state_changed_by: rollout.stateChangedBy,
+          failures_counted_from: rollout.failuresCountedFrom.toISOString(),
           waves_started: JSON.stringify(rollout.wavesStarted.map((at) => at.toISOString())),
           started_at: rollout.startedAt.toISOString(),
         }).changes > 0;
@@ -470,10 +473,21 @@ export class SqliteFleetStore implements FleetStore {
       changed =
         this.db
           .prepare(
-            `UPDATE rollouts SET state = ?, state_reason = ?, state_changed_at = ?, state_changed_by = ?
+            `UPDATE rollouts SET state = ?, state_reason = ?, state_changed_at = ?, state_changed_by = ?,
+               failures_counted_from = CASE WHEN ? THEN ? ELSE failures_counted_from END
              WHERE channel = ? AND serial = ? AND state IN (${fromStates.map(() => '?').join(', ')})`,
           )
-          .run(change.state, change.reason, change.at.toISOString(), change.by, channel, serial, ...fromStates).changes > 0;
+          .run(
+            change.state,
+            change.reason,
+            change.at.toISOString(),
+            change.by,
+            change.restartFailureCount ? 1 : 0,
+            change.at.toISOString(),
+            channel,
+            serial,
+            ...fromStates,
+          ).changes > 0;
     });
     return changed;
   }
@@ -481,7 +495,7 @@ export class SqliteFleetStore implements FleetStore {
   async startRolloutWave(channel: string, serial: number, waveIndex: number, at: Date): Promise<boolean> {
     let started = false;
     await this.batcher.write(() => {
-      const row = this.db.prepare('SELECT waves_started FROM rollouts WHERE channel = ? AND serial = ?').get(channel, serial) as
+      const row = this.db.prepare("SELECT waves_started FROM rollouts WHERE channel = ? AND serial = ? AND state = 'active'").get(channel, serial) as
         | { waves_started: string }
         | undefined;
       if (!row) return;

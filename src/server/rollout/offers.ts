@@ -126,6 +126,7 @@ export class OfferService {
       stateReason: first ? 'the first release this server saw on the channel: taken as rolled out' : null,
       stateChangedAt: now,
       stateChangedBy: 'server',
+      failuresCountedFrom: now,
       wavesStarted: first ? plan.waves.map(() => now) : [now],
       startedAt: now,
     });
@@ -168,9 +169,10 @@ export class OfferService {
     const floor = admissions[0]?.serial ?? 0;
 
     if (request.force) {
-      const head = rollouts[0]!;
-      if (head.record.expiresAt.getTime() <= now.getTime()) {
-        steps.push({ serial: head.record.serial, check: 'expiry', ok: false, detail: `the newest release expired at ${head.record.expiresAt.toISOString()}` });
+      // Forcing skips waves, shares, windows and pauses, never a halt: a halted release is known bad.
+      const head = rollouts.find((r) => r.record.state !== 'halted' && r.record.state !== 'aborted' && r.record.expiresAt.getTime() > now.getTime());
+      if (!head || head.record.serial < floor) {
+        steps.push({ serial: null, check: 'force', ok: false, detail: 'no release that is not halted, aborted or expired, at or above the serial this worker was offered' });
         return { kind: 'nothing', steps };
       }
       await this.admit(head, request, -1, true, admitted.get(head.record.serial));
@@ -215,7 +217,8 @@ export class OfferService {
       }
       const eligible = await this.eligible(rollout, request, windowOpen, runsIt, steps);
       if (!eligible) continue;
-      await this.admit(rollout, request, record.wavesStarted.length - 1, false, undefined);
+      // A worker that already runs the release is recorded (its floor) but belongs to no wave.
+      await this.admit(rollout, request, runsIt && !record.urgent ? -1 : record.wavesStarted.length - 1, false, undefined);
       return { kind: 'offer', rollout, steps };
     }
     return { kind: 'nothing', steps };

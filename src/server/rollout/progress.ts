@@ -45,6 +45,8 @@ export interface RolloutProgress {
   currentWaveDone: boolean;
   /** The next wave's pools: at least one is inside its windows (or it has no pools with windows). */
   nextWaveMayStart: boolean;
+  /** Pools with live workers on the channel that no wave names: they never get this release. */
+  notInPlan: string[];
 }
 
 function minutes(seconds: number): string {
@@ -64,19 +66,23 @@ export function wavePools(wave: Wave, live: readonly LiveWorker[]): string[] {
 export function rolloutProgress(input: ProgressInput): RolloutProgress {
   const { record, now } = input;
   const liveIds = new Set(input.live.map((w) => w.id));
+  // Only workers the rollout offered its release to count: a report naming any other worker id
+  // (one never offered it, or made up) cannot move the halt or a wave.
+  const admittedIds = new Set(input.admissions.map((a) => a.workerId));
   const succeeded = new Set<string>();
   const failed = new Set<string>();
   for (const report of input.reports) {
     if (report.event === 'success') succeeded.add(report.worker_id);
+    if (!admittedIds.has(report.worker_id)) continue;
     if ((report.event === 'failure' || report.event === 'rollback') && isReasonCode(report.reason) && RELEASE_FAULT_REASONS.has(report.reason)) {
       failed.add(report.worker_id);
     }
   }
-  // The window never reaches back past the last time the rollout became active (a resume
-  // starts the count afresh: the operator has seen the failures that halted it).
-  const windowStartMs = Math.max(now.getTime() - input.halt.windowSeconds * 1000, record.state === 'active' ? record.stateChangedAt.getTime() : 0);
-  const windowReports = input.reports.filter((r) => Date.parse(r.received_at) >= windowStartMs);
-  const liveAdmitted = input.admissions.filter((a) => liveIds.has(a.workerId) && !a.forced).length;
+  // The window never reaches back past the last resume: the operator has seen the failures that
+  // halted it, and a later pause or completion does not bring them back.
+  const windowStartMs = Math.max(now.getTime() - input.halt.windowSeconds * 1000, record.failuresCountedFrom.getTime());
+  const windowReports = input.reports.filter((r) => Date.parse(r.received_at) >= windowStartMs && admittedIds.has(r.worker_id));
+  const liveAdmitted = input.admissions.filter((a) => liveIds.has(a.workerId) && a.wave >= 0).length;
   const failure = evaluateFailures(windowReports, liveAdmitted, input.halt);
 
   const lastStarted = record.wavesStarted.length - 1;
@@ -94,7 +100,7 @@ export function rolloutProgress(input: ProgressInput): RolloutProgress {
       const soakedS = (now.getTime() - startedAt.getTime()) / 1000;
       if (soakedS < wave.soak_s) waiting.push(`soak: ${minutes(soakedS)} of ${minutes(wave.soak_s)}`);
       if (updated < healthyNeeded) waiting.push(`healthy updates: ${updated} of ${healthyNeeded} (${liveOfWave.length} live admitted)`);
-      for (const pool of wavePools(wave, input.live)) {
+      for (const pool of record.urgent ? [] : wavePools(wave, input.live)) {
         if (!input.poolAutoUpdate(pool)) waiting.push(`pool ${pool}: auto_update is off, its workers take nothing`);
         else if (!input.poolOpen(pool)) waiting.push(`pool ${pool}: outside its maintenance windows`);
       }
@@ -128,5 +134,7 @@ export function rolloutProgress(input: ProgressInput): RolloutProgress {
   const nextWave = record.plan.waves[lastStarted + 1];
   const nextPools = nextWave ? wavePools(nextWave, input.live) : [];
   const nextWaveMayStart = nextWave !== undefined && (nextPools.length === 0 || nextPools.some((pool) => input.poolOpen(pool)));
-  return { waves, failure, currentWaveDone, nextWaveMayStart };
+  const named = new Set(record.plan.waves.flatMap((w) => w.pools));
+  const notInPlan = named.has(ALL_POOLS) || record.urgent ? [] : [...new Set(input.live.map((w) => w.pool))].filter((pool) => !named.has(pool)).sort();
+  return { waves, failure, currentWaveDone, nextWaveMayStart, notInPlan };
 }

@@ -64,6 +64,8 @@ export interface RolloutStatus {
   plan: RolloutPlan;
   current_wave: number;
   waves: RolloutProgress['waves'];
+  /** Pools with live workers that no wave names: this release never reaches them. */
+  pools_not_in_plan: string[];
   failure: {
     rate: number;
     failed_workers: number;
@@ -230,7 +232,9 @@ export class RolloutService {
       if (!(await this.haltRollout(record, text, 'operator', null, who.tokenId))) {
         throw new RolloutError('rollout_state_conflict', `the rollout of ${record.version} changed meanwhile; read its status again`);
       }
-    } else if (!(await fleet.setRolloutState(channel, record.serial, transition.from, { state: transition.to, reason: text, by: who.tokenId, at: clock.now() }))) {
+    } else if (
+      !(await fleet.setRolloutState(channel, record.serial, transition.from, { state: transition.to, reason: text, by: who.tokenId, at: clock.now(), restartFailureCount: action === 'resume' }))
+    ) {
       throw new RolloutError('rollout_state_conflict', `the rollout of ${record.version} changed meanwhile; read its status again`);
     }
     this.offers.cache.invalidate();
@@ -245,7 +249,7 @@ export class RolloutService {
   async status(channel: string, serial?: number): Promise<RolloutStatus> {
     const rollouts = await this.offers.rollouts(channel);
     const target = serial === undefined ? rollouts[0] : rollouts.find((r) => r.record.serial === serial);
-    if (!target) throw new RolloutError('no_rollout', `no rollout on channel ${channel}`);
+    if (!target) throw new RolloutError('no_rollout', `no rollout${serial === undefined ? '' : ` with serial ${serial}`} on channel ${channel}`);
     const progress = await this.progressOf(target);
     const { record } = target;
     return {
@@ -262,6 +266,7 @@ export class RolloutService {
       plan: record.plan,
       current_wave: record.wavesStarted.length,
       waves: progress.waves,
+      pools_not_in_plan: progress.notInPlan,
       failure: {
         rate: progress.failure.rate,
         failed_workers: progress.failure.failedWorkers,

@@ -24,7 +24,9 @@ export async function postWebhook(options: WebhookOptions, body: Record<string, 
   const delays = options.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
   const stopped = options.signal ?? new AbortController().signal;
   const target = new URL(options.url);
+  let attempts = 0;
   for (let attempt = 0; attempt <= delays.length && !stopped.aborted; attempt += 1) {
+    attempts += 1;
     try {
       const response = await request(options.url, {
         method: 'POST',
@@ -44,6 +46,6 @@ export async function postWebhook(options: WebhookOptions, body: Record<string, 
     const delay = delays[attempt];
     if (delay !== undefined) await setTimeout(delay, undefined, { signal: stopped }).catch(() => undefined);
   }
-  options.logger.error({ event: 'rollout_webhook_gave_up', webhook: target.origin, attempts: delays.length + 1 }, 'gave up on the webhook; the halt stands');
+  options.logger.error({ event: 'rollout_webhook_gave_up', webhook: target.origin, attempts, stopped: stopped.aborted }, 'gave up on the webhook; the halt stands');
   return false;
 }

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { PoolName, PoolPolicy } from '../../protocol/messages.js';
 import { CodedError } from '../../shared/errors.js';
 import { HttpError } from '../http-error.js';
-import { parseMaintenanceWindow } from '../rollout/maintenance-window.js';
+import { formatMaintenanceWindow, parseMaintenanceWindow } from '../rollout/maintenance-window.js';
 import { addLogFields } from '../plugins/access-log.js';
 import { requireAuth } from '../plugins/auth.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
@@ -69,16 +69,16 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const auth = requireAuth(request);
       const { pool } = request.params;
       const at = app.clock.now();
-      const windows = request.body.maintenance_windows ?? [];
-      for (const text of windows) {
+      // Kept in canonical form (`Mon-Thu 09:00-17:00 Europe/Berlin`), whatever spacing or case was typed.
+      const windows = (request.body.maintenance_windows ?? []).map((text) => {
         try {
-          parseMaintenanceWindow(text);
+          return formatMaintenanceWindow(parseMaintenanceWindow(text));
         } catch (err) {
           if (err instanceof CodedError) throw new HttpError(400, err.code, err.message);
           throw err;
         }
-      }
-      await app.fleet.setPoolPolicy(pool, request.body, { at, byTokenId: auth.tokenId });
+      });
+      await app.fleet.setPoolPolicy(pool, { auto_update: request.body.auto_update, maintenance_windows: windows }, { at, byTokenId: auth.tokenId });
       // An audit line: who switched which pool, and to what.
       request.log.info(
         { event: 'pool_policy_changed', pool, auto_update: request.body.auto_update, maintenance_windows: windows, token_id: auth.tokenId },

@@ -37,12 +37,22 @@ export const rolloutRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['rollouts'],
         summary: "Each channel's newest rollout: release, state, waves with counts, failure rate against the halt threshold",
         security: bearerSecurity,
-        querystring: Type.Object({ channel: Type.Optional(Channel) }, { additionalProperties: false }),
+        querystring: Type.Object(
+          { channel: Type.Optional(Channel), serial: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}$', description: 'one rollout of the channel, by serial' })) },
+          { additionalProperties: false },
+        ),
         response: { 200: Type.Object({ generated_at: Type.String(), rollouts: Type.Array(RolloutStatusResponse) }), ...errorResponses(400, 401, 403, 429, 503) },
       },
     },
     async (request) => {
-      const rollouts = await app.rollouts.statuses(request.query.channel);
+      const { channel, serial } = request.query;
+      if (serial !== undefined && channel === undefined) throw new HttpError(400, 'invalid_request', 'serial needs a channel');
+      let rollouts;
+      try {
+        rollouts = serial !== undefined && channel !== undefined ? [await app.rollouts.status(channel, Number(serial))] : await app.rollouts.statuses(channel);
+      } catch (err) {
+        return asHttpError(err);
+      }
       addLogFields(request, { event: 'rollout_status', channel: request.query.channel, rollouts: rollouts.length });
       return { generated_at: app.clock.now().toISOString(), rollouts };
     },

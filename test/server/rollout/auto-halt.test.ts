@@ -78,11 +78,12 @@ async function pollAll(fleet: Fleet): Promise<void> {
 }
 
 async function report(fleet: Fleet, workerId: string, event: UpdateReport['event'], reason?: UpdateReport['reason'], serial = 2): Promise<number> {
-  const worker = fleet.workers.find((w) => w.id === workerId)!;
+  // A worker id the fleet does not know (a made-up one) reports with the canary pool's token.
+  const pool = fleet.workers.find((w) => w.id === workerId)?.pool ?? 'canary';
   const res = await fleet.server.app.inject({
     method: 'POST',
     url: '/api/worker-updates/report',
-    headers: bearer(fleet.tokens[worker.pool]!),
+    headers: bearer(fleet.tokens[pool]!),
     payload: { worker_id: workerId, event, from_version: '1.4.0', to_version: '1.5.0', channel: CHANNEL, platform: 'linux-x64', serial, ...(reason ? { reason } : {}) },
   });
   return res.statusCode;
@@ -173,6 +174,10 @@ describe('automatic halt', () => {
       await report(fleet, 'canary-0', 'failure', 'crash_loop');
       await tick(fleet);
       assert.equal((await status(fleet)).state, 'halted');
+      // --force-update skips waves and pauses, never a halt.
+      const query = new URLSearchParams({ channel: CHANNEL, worker_id: 'canary-0', current_version: '1.4.0' });
+      const forced = await fleet.server.app.inject({ url: `/api/worker-updates/latest?${query}`, headers: { ...bearer(fleet.tokens['canary']!), 'x-bytebiota-force-update': '1' } });
+      assert.equal(forced.statusCode, 404, 'nothing at or above its floor that is not halted');
       // A second app on the same database: what a restarted server reads.
       const reopened = new SqliteFleetStore(fleet.server.dbPath);
       const again = await buildApp({
@@ -191,6 +196,15 @@ describe('automatic halt', () => {
         await again.rollouts.evaluate();
         const rollouts = await again.rollouts.statuses(CHANNEL);
         assert.equal(rollouts[0]!.state, 'halted');
+        // Resumed, the count starts afresh, and stays so after a pause: the old failure never halts it again.
+        const who = { tokenId: 'ops', label: 'on-call' };
+        assert.equal((await again.rollouts.control(CHANNEL, 'resume', who, 'a bad disk, not the release')).state, 'active');
+        await again.rollouts.evaluate();
+        assert.equal((await again.rollouts.control(CHANNEL, 'pause', who, null)).state, 'paused');
+        await again.rollouts.evaluate();
+        const paused = await again.rollouts.status(CHANNEL);
+        assert.equal(paused.state, 'paused');
+        assert.equal(paused.failure.failed_workers, 0);
       } finally {
         await again.close();
         await reopened.close();
@@ -250,6 +264,14 @@ describe('not halted', () => {
     assert.equal(now.state, 'active');
     assert.equal(now.failure.failed_workers, 0);
     assert.equal(now.failure.sample_workers, 0, 'workers with only local faults are no evidence either way');
+  });
+
+  test('reports naming workers the rollout never offered its release to do not count', async () => {
+    for (let i = 0; i < 30; i += 1) assert.equal(await report(fleet, `ghost-${i}`, 'rollback', 'crashed_on_start'), 202);
+    await tick(fleet);
+    const now = await status(fleet);
+    assert.equal(now.state, 'active');
+    assert.equal(now.failure.failed_workers, 0);
   });
 
   test('one worker reporting the same failure many times is one failed worker', async () => {

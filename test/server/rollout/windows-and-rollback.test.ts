@@ -54,8 +54,9 @@ describe('maintenance windows, rollback releases, older workers’ reports, work
     const bad = await server.app.inject({ method: 'PUT', url: '/api/admin/pools/canary/policy', headers: admin(), payload: { auto_update: true, maintenance_windows: ['Mon-Fri 09:00-17:00 Mars/Olympus'] } });
     assert.equal(bad.statusCode, 400);
     assert.equal(bad.json().error.code, 'invalid_maintenance_window');
-    const good = await server.app.inject({ method: 'PUT', url: '/api/admin/pools/canary/policy', headers: admin(), payload: { auto_update: true, maintenance_windows: ['Mon-Fri 09:00-17:00 Europe/Berlin'] } });
+    const good = await server.app.inject({ method: 'PUT', url: '/api/admin/pools/canary/policy', headers: admin(), payload: { auto_update: true, maintenance_windows: ['mon-fri  09:00-17:00 europe/berlin'] } });
     assert.equal(good.statusCode, 200);
+    // Kept in canonical form, whatever was typed.
     assert.deepEqual(good.json().maintenance_windows, ['Mon-Fri 09:00-17:00 Europe/Berlin']);
     const pools = (await server.app.inject({ url: '/api/admin/pools', headers: admin() })).json().pools;
     const canary = pools.find((p: { pool: string }) => p.pool === 'canary');
@@ -106,6 +107,9 @@ describe('maintenance windows, rollback releases, older workers’ reports, work
     const status = (await server.app.inject({ url: `/api/admin/rollouts?channel=${CHANNEL}`, headers: admin() })).json().rollouts[0];
     assert.equal(status.urgent, true);
     assert.equal(status.version, '1.4.0');
+    const older = (await server.app.inject({ url: `/api/admin/rollouts?channel=${CHANNEL}&serial=2`, headers: admin() })).json().rollouts[0];
+    assert.equal(older.state, 'halted', 'an older rollout, by its serial: a halt is kept when a newer release supersedes it');
+    assert.deepEqual(older.pools_not_in_plan, [], 'both pools with live workers are named by the plan');
     const started = server.logs().find((line) => line['event'] === 'rollout_started' && line['serial'] === 3);
     assert.equal(started?.['urgent'], true);
   });

@@ -24,6 +24,7 @@ CREATE TABLE rollouts (
   state_reason TEXT,
   state_changed_at TEXT NOT NULL,
   state_changed_by TEXT,
+  failures_counted_from TEXT NOT NULL,
   waves_started TEXT NOT NULL,
   started_at TEXT NOT NULL,
   PRIMARY KEY (channel, serial)
