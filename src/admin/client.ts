@@ -48,6 +48,9 @@ export interface RolloutStatus {
   plan: RolloutPlan;
   current_wave: number;
   waves: WaveStatus[];
+  /** Absent from servers before these fields: shown only when present. */
+  pools_not_in_plan?: string[];
+  outside_waves?: { already_running: number; forced: number };
   failure: { rate: number; failed_workers: number; sample_workers: number; min_sample: number; threshold: number; window_s: number };
 }
 

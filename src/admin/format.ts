@@ -89,6 +89,12 @@ export function formatRolloutStatus(status: RolloutStatus): string[] {
           'failures',
           `${percent(f.rate)} (${f.failed_workers} of ${f.sample_workers} workers) vs halt threshold ${percent(f.threshold)}, minimum sample ${f.min_sample}, window ${formatDuration(f.window_s)}`,
         ],
+        ...(status.outside_waves
+          ? [['outside waves', `${status.outside_waves.already_running} already running it, ${status.outside_waves.forced} forced`] as [string, string]]
+          : []),
+        ...(status.pools_not_in_plan && status.pools_not_in_plan.length > 0
+          ? [['not in plan', `${status.pools_not_in_plan.join(', ')}: no wave names these pools; they never get this release`] as [string, string]]
+          : []),
       ],
       '  ',
     ),

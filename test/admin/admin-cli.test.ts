@@ -84,7 +84,9 @@ describe('bytebiota-admin against a real listening server', () => {
     assert.match(text, /^ {2}state +completed$/m);
     assert.match(text, /^ {2}reason +the first release this server saw/m);
     assert.match(text, /wave +pools=percent +soak +min healthy +started at +admitted +live admitted +updated +failed +healthy needed +waiting on/);
-    assert.match(text, /^ {2}1 +\*=100 +0s +0 +2026-11-20T12:00:00Z +3 +3 +0 +0 +0 /m);
+    // The three workers registered on 1.4.0: offered it outside any wave, as already running it.
+    assert.match(text, /^ {2}1 +\*=100 +0s +0 +2026-11-20T12:00:00Z +0 +0 +0 +0 +0 /m);
+    assert.match(text, /^ {2}outside waves +3 already running it, 0 forced$/m);
     assert.match(text, /failures +0\.0 % \(0 of 0 workers\) vs halt threshold 10\.0 %, minimum sample \d+, window 1h/);
     const other = await cli(['rollout', 'status', '--channel', 'beta']);
     assert.equal(other.code, EXIT_OK);

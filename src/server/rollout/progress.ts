@@ -47,6 +47,8 @@ export interface RolloutProgress {
   nextWaveMayStart: boolean;
   /** Pools with live workers on the channel that no wave names: they never get this release. */
   notInPlan: string[];
+  /** Workers offered the release outside any wave: they already ran it, or forced an update. */
+  outsideWaves: { already_running: number; forced: number };
 }
 
 function minutes(seconds: number): string {
@@ -136,5 +138,9 @@ export function rolloutProgress(input: ProgressInput): RolloutProgress {
   const nextWaveMayStart = nextWave !== undefined && (nextPools.length === 0 || nextPools.some((pool) => input.poolOpen(pool)));
   const named = new Set(record.plan.waves.flatMap((w) => w.pools));
   const notInPlan = named.has(ALL_POOLS) || record.urgent ? [] : [...new Set(input.live.map((w) => w.pool))].filter((pool) => !named.has(pool)).sort();
-  return { waves, failure, currentWaveDone, nextWaveMayStart, notInPlan };
+  const outsideWaves = {
+    already_running: input.admissions.filter((a) => a.wave < 0 && !a.forced).length,
+    forced: input.admissions.filter((a) => a.forced).length,
+  };
+  return { waves, failure, currentWaveDone, nextWaveMayStart, notInPlan, outsideWaves };
 }

@@ -66,6 +66,8 @@ export interface RolloutStatus {
   waves: RolloutProgress['waves'];
   /** Pools with live workers that no wave names: this release never reaches them. */
   pools_not_in_plan: string[];
+  /** Workers offered the release outside the waves: those that already ran it, and forced updates. */
+  outside_waves: { already_running: number; forced: number };
   failure: {
     rate: number;
     failed_workers: number;
@@ -267,6 +269,7 @@ export class RolloutService {
       current_wave: record.wavesStarted.length,
       waves: progress.waves,
       pools_not_in_plan: progress.notInPlan,
+      outside_waves: progress.outsideWaves,
       failure: {
         rate: progress.failure.rate,
         failed_workers: progress.failure.failedWorkers,
