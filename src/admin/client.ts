@@ -1,58 +1,15 @@
 import { request, type Dispatcher } from 'undici';
+import type { RolloutAction, RolloutPlan, RolloutState, RolloutStatus, Wave, WaveProgress } from '../protocol/rollouts.js';
 import { CodedError, errorMessage } from '../shared/errors.js';
 
 /*
  * The server's admin API as bytebiota-admin reads it (src/server/routes/rollouts.ts and admin.ts).
- * The programs never import each other, so the response shapes are written out here: they are
- * the JSON the routes send, and a newer server may add fields.
+ * The programs never import each other: rollout shapes come from the shared contract
+ * (src/protocol/rollouts.ts), the rest are written out here; a newer server may add fields.
  */
 
-export type RolloutState = 'active' | 'paused' | 'halted' | 'aborted' | 'completed' | 'superseded';
-export type RolloutAction = 'pause' | 'resume' | 'halt' | 'abort';
-
-export interface Wave {
-  /** Pool names, or `*` for every pool. */
-  pools: string[];
-  percent: number;
-  soak_s: number;
-  min_healthy: number;
-}
-
-export interface RolloutPlan {
-  immediate: boolean;
-  waves: Wave[];
-}
-
-export interface WaveStatus extends Wave {
-  index: number;
-  started_at: string | null;
-  admitted: number;
-  live_admitted: number;
-  updated: number;
-  failed: number;
-  healthy_needed: number;
-  waiting_on: string[];
-}
-
-export interface RolloutStatus {
-  channel: string;
-  serial: number;
-  version: string;
-  state: RolloutState;
-  urgent: boolean;
-  started_at: string;
-  state_reason: string | null;
-  state_changed_at: string;
-  state_changed_by: string | null;
-  expires_at: string;
-  plan: RolloutPlan;
-  current_wave: number;
-  waves: WaveStatus[];
-  /** Absent from servers before these fields: shown only when present. */
-  pools_not_in_plan?: string[];
-  outside_waves?: { already_running: number; forced: number };
-  failure: { rate: number; failed_workers: number; sample_workers: number; min_sample: number; threshold: number; window_s: number };
-}
+export type { RolloutAction, RolloutPlan, RolloutState, RolloutStatus, Wave };
+export type WaveStatus = WaveProgress;
 
 export interface RolloutStatuses {
   generated_at: string;

@@ -179,12 +179,8 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
       log.warn({ event: 'worker_restart_without_staged_version' }, 'the worker asked for a restart but nothing is staged');
       return;
     }
-    const reject = async (reason: ReasonCode, message: string): Promise<void> => {
-      await updateState(layout, (s) => {
-        delete s.pending_switch;
-      });
-      log.error({ event: 'worker_update_switch_refused', correlation_id: pending.correlation_id, to_version: pending.to_version, detail: message }, message);
-      await telemetry.record({
+    const reportFailure = (reason: ReasonCode): Promise<void> =>
+      telemetry.record({
         event: 'failure',
         correlationId: pending.correlation_id,
         fromVersion: pending.from_version,
@@ -193,6 +189,12 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
         reason,
         ...(pending.serial !== undefined ? { serial: pending.serial } : {}),
       });
+    const reject = async (reason: ReasonCode, message: string): Promise<void> => {
+      await updateState(layout, (s) => {
+        delete s.pending_switch;
+      });
+      log.error({ event: 'worker_update_switch_refused', correlation_id: pending.correlation_id, to_version: pending.to_version, detail: message }, message);
+      await reportFailure(reason);
     };
     // Defence in depth: a version rolled back here is not tried again unless forced.
     if (state.rolled_back[pending.to_version] && !requestedWithForce) {
@@ -216,15 +218,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
       await updateState(layout, (s) => {
         delete s.pending_watch;
       });
-      await telemetry.record({
-        event: 'failure',
-        correlationId: pending.correlation_id,
-        fromVersion: pending.from_version,
-        toVersion: pending.to_version,
-        channel: pending.channel,
-        reason: err instanceof UpdateError ? err.code : 'install_failed',
-        ...(pending.serial !== undefined ? { serial: pending.serial } : {}),
-      });
+      await reportFailure(err instanceof UpdateError ? err.code : 'install_failed');
       return;
     }
     log.info({ event: 'worker_update_switched', correlation_id: pending.correlation_id, from_version: pending.from_version, to_version: pending.to_version }, 'switched current; watching the new version');

@@ -1,9 +1,7 @@
 import { UpdateError, type ReasonCode } from '../protocol/reason-codes.js';
 import { errorMessage } from '../shared/errors.js';
-import { verifyManifest } from '../trust/verify.js';
-import { fetchLatestManifest } from './manifest-client.js';
 import { loadState, updateState } from './state.js';
-import type { UpdaterContext } from './updater.js';
+import { fetchLatestFor, verifyForWorker, type UpdaterContext } from './updater.js';
 
 /**
  * The last look before switching (docs/worker-updates.md, "Before the switch"). Staging takes
@@ -49,30 +47,11 @@ export function decideStagedSwitch(stagedSerial: number, answer: RecheckAnswer):
 async function askAgain(ctx: UpdaterContext): Promise<RecheckAnswer> {
   try {
     const state = await loadState(ctx.layout, () => ctx.workerId);
-    const fetched = await fetchLatestManifest({
-      serverUrl: ctx.serverUrl,
-      token: ctx.token,
-      channel: ctx.channel,
-      platform: ctx.platform,
-      workerId: ctx.workerId,
-      currentVersion: ctx.currentVersion,
-      etag: state.manifest_etags?.[ctx.channel],
-      dispatcher: ctx.dispatcher,
-      timeoutMs: ctx.manifestTimeoutMs,
-      // A forced update bypasses the rollout on this request too, or the server would say no_release.
-      force: ctx.force,
-    });
+    const fetched = await fetchLatestFor(ctx, state.manifest_etags?.[ctx.channel]);
     if (fetched.kind !== 'manifest') return { kind: fetched.kind };
     // The same trust inputs as checkForUpdate. The trust state is not updated here: a newer
     // release is left to the next check, which does that.
-    const { signed } = verifyManifest(fetched.bytes, {
-      trustedKeys: ctx.trustedKeys,
-      threshold: ctx.threshold,
-      channel: ctx.channel,
-      highestSerial: state.highest_serial[ctx.channel],
-      currentVersion: ctx.currentVersion,
-      now: ctx.clock.now(),
-    });
+    const { signed } = verifyForWorker(ctx, fetched.bytes, state.highest_serial[ctx.channel]);
     return { kind: 'verified', version: signed.version, serial: signed.serial };
   } catch (err) {
     if (err instanceof UpdateError) return { kind: 'failed', reason: err.code, detail: err.message };

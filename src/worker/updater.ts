@@ -66,6 +66,35 @@ async function rememberEtag(ctx: UpdaterContext, etag: string | null | undefined
   });
 }
 
+/** GET `latest` as this worker asks for it (contract section 3), with `etag` as If-None-Match. */
+export function fetchLatestFor(ctx: UpdaterContext, etag: string | undefined): ReturnType<typeof fetchLatestManifest> {
+  return fetchLatestManifest({
+    serverUrl: ctx.serverUrl,
+    token: ctx.token,
+    channel: ctx.channel,
+    platform: ctx.platform,
+    workerId: ctx.workerId,
+    currentVersion: ctx.currentVersion,
+    etag,
+    dispatcher: ctx.dispatcher,
+    timeoutMs: ctx.manifestTimeoutMs,
+    // A forced update asks the server to bypass its staged rollout for this worker.
+    force: ctx.force,
+  });
+}
+
+/** verifyManifest with this worker's trust inputs: its keys, channel, version and serial floor. */
+export function verifyForWorker(ctx: UpdaterContext, bytes: Buffer, highestSerial: number | undefined): ReturnType<typeof verifyManifest> {
+  return verifyManifest(bytes, {
+    trustedKeys: ctx.trustedKeys,
+    threshold: ctx.threshold,
+    channel: ctx.channel,
+    highestSerial,
+    currentVersion: ctx.currentVersion,
+    now: ctx.clock.now(),
+  });
+}
+
 /**
  * Plan B2.2 `check_for_update`, following TUF's client order: fetch the bytes, verify them
  * (signatures, expiry, channel, serial, downgrade) against the trust state, and only then update
@@ -78,28 +107,10 @@ export async function checkForUpdate(ctx: UpdaterContext): Promise<UpdateCheck> 
     // The server is asked to bypass its staged rollout for this worker (the header below).
     ctx.log.info({ event: 'worker_update_forced', correlation_id: ctx.correlationId, channel: ctx.channel }, 'forced update check (--force-update)');
   }
-  const fetched = await fetchLatestManifest({
-    serverUrl: ctx.serverUrl,
-    token: ctx.token,
-    channel: ctx.channel,
-    platform: ctx.platform,
-    workerId: ctx.workerId,
-    currentVersion: ctx.currentVersion,
-    etag: ctx.force ? undefined : state.manifest_etags?.[ctx.channel],
-    dispatcher: ctx.dispatcher,
-    timeoutMs: ctx.manifestTimeoutMs,
-    force: ctx.force,
-  });
+  const fetched = await fetchLatestFor(ctx, ctx.force ? undefined : state.manifest_etags?.[ctx.channel]);
   if (fetched.kind !== 'manifest') return { kind: fetched.kind };
 
-  const { signed } = verifyManifest(fetched.bytes, {
-    trustedKeys: ctx.trustedKeys,
-    threshold: ctx.threshold,
-    channel: ctx.channel,
-    highestSerial: state.highest_serial[ctx.channel],
-    currentVersion: ctx.currentVersion,
-    now: ctx.clock.now(),
-  });
+  const { signed } = verifyForWorker(ctx, fetched.bytes, state.highest_serial[ctx.channel]);
   // The manifest verified: now, and only now, its serial becomes the floor for this channel.
   await updateState(ctx.layout, (next) => {
     next.highest_serial[ctx.channel] = Math.max(next.highest_serial[ctx.channel] ?? 0, signed.serial);

@@ -1,6 +1,8 @@
 import type { PoolPolicy, UpdateProgress, UpdateReport, WorkerState } from '../../protocol/messages.js';
 import type { RolloutReport } from '../rollout/failure-rate.js';
-import type { RolloutPlan } from '../rollout/plan.js';
+import type { RolloutPlan, RolloutState } from '../../protocol/rollouts.js';
+
+export type { RolloutState };
 import type { TokenRole } from '../tokens.js';
 
 /**
@@ -176,8 +178,6 @@ export interface LiveWorker {
   platform: string | null;
 }
 
-export const ROLLOUT_STATES = ['active', 'paused', 'halted', 'aborted', 'completed', 'superseded'] as const;
-export type RolloutState = (typeof ROLLOUT_STATES)[number];
 
 export interface RolloutStateChange {
   state: RolloutState;

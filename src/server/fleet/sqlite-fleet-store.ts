@@ -5,7 +5,7 @@ import type { PoolPolicy, UpdateState, WorkerState } from '../../protocol/messag
 import { CodedError } from '../../shared/errors.js';
 import type { TokenRole } from '../tokens.js';
 import type { RolloutReport } from '../rollout/failure-rate.js';
-import type { RolloutPlan } from '../rollout/plan.js';
+import type { RolloutPlan } from '../../protocol/rollouts.js';
 import type {
   AdmissionRecord,
   FailureView,

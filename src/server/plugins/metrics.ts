@@ -6,8 +6,8 @@ interface Observer {
   observe(value: number): void;
 }
 import type { UpdateReport } from '../../protocol/messages.js';
-import { ROLLOUT_STATES, type FleetStore } from '../fleet/fleet-store.js';
-import type { RolloutStatus } from '../rollout/rollout-service.js';
+import { ROLLOUT_STATES, type RolloutStatus } from '../../protocol/rollouts.js';
+import type { FleetStore } from '../fleet/fleet-store.js';
 
 /** Label values taken from reports are bounded: past this many distinct versions, `other`. */
 const MAX_VERSION_LABELS = 500;

@@ -8,7 +8,8 @@ import type { ManifestCache } from '../manifest-cache.js';
 import { rolloutRank, shareCutoff, withinCutoff, type RankedWorker } from './bucket.js';
 import { type CachedRollout, RolloutCache } from './rollout-cache.js';
 import { isWithinWindows, parseMaintenanceWindow, type MaintenanceWindow } from './maintenance-window.js';
-import { admittedPercent, IMMEDIATE_PLAN, type RolloutPlan } from './plan.js';
+import type { RolloutPlan } from '../../protocol/rollouts.js';
+import { admittedPercent, IMMEDIATE_PLAN } from './plan.js';
 
 /** Who is asking: what the worker's token and its row say. */
 export interface OfferRequest {

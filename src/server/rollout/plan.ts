@@ -1,35 +1,6 @@
-import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { PoolName } from '../../protocol/messages.js';
+import { ALL_POOLS, RolloutPlanSchema, type RolloutPlan, type Wave } from '../../protocol/rollouts.js';
 import { CodedError } from '../../shared/errors.js';
-
-/** Every pool, in a wave's pool list. */
-export const ALL_POOLS = '*';
-
-export const WaveSchema = Type.Object(
-  {
-    /** Pool names, or `*` for every pool. */
-    pools: Type.Array(Type.Union([PoolName, Type.Literal(ALL_POOLS)]), { minItems: 1, maxItems: 64 }),
-    /** The share of each named pool's live workers this wave admits, 1-100. */
-    percent: Type.Integer({ minimum: 1, maximum: 100 }),
-    /** How long the wave runs before the next may start. */
-    soak_s: Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600 }),
-    /** How many of its admitted workers must have updated and passed their watch (fewer when fewer are live). */
-    min_healthy: Type.Integer({ minimum: 0, maximum: 100_000 }),
-  },
-  { additionalProperties: false },
-);
-export type Wave = Static<typeof WaveSchema>;
-
-/** A channel's rollout plan: ordered waves. `immediate` is one wave of every pool at 100 %. */
-export const RolloutPlanSchema = Type.Object(
-  {
-    immediate: Type.Boolean(),
-    waves: Type.Array(WaveSchema, { minItems: 1, maxItems: 32 }),
-  },
-  { additionalProperties: false },
-);
-export type RolloutPlan = Static<typeof RolloutPlanSchema>;
 
 const planChecker = TypeCompiler.Compile(RolloutPlanSchema);
 

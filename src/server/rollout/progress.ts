@@ -1,7 +1,7 @@
 import { RELEASE_FAULT_REASONS, isReasonCode } from '../../protocol/reason-codes.js';
 import type { AdmissionRecord, LiveWorker, RolloutRecord } from '../fleet/fleet-store.js';
 import { evaluateFailures, type FailureStats, type HaltSettings, type RolloutReport } from './failure-rate.js';
-import { ALL_POOLS, type Wave } from './plan.js';
+import { ALL_POOLS, type Wave, type WaveProgress } from '../../protocol/rollouts.js';
 
 /** Everything a rollout's progress is computed from, read once per evaluation. */
 export interface ProgressInput {
@@ -16,26 +16,6 @@ export interface ProgressInput {
   /** Whether a pool is inside its maintenance windows now; and whether its policy is on. */
   poolOpen(pool: string): boolean;
   poolAutoUpdate(pool: string): boolean;
-}
-
-export interface WaveProgress {
-  index: number;
-  pools: string[];
-  percent: number;
-  soak_s: number;
-  min_healthy: number;
-  started_at: string | null;
-  /** Workers this wave admitted (the newest started wave when they were). */
-  admitted: number;
-  live_admitted: number;
-  /** Of those, workers that updated and passed their watch (a success report). */
-  updated: number;
-  /** Of those, workers with a failure or rollback that is the release's fault. */
-  failed: number;
-  /** Healthy updates the wave needs before the next starts: min_healthy, lowered to its live admitted workers that have not failed. */
-  healthy_needed: number;
-  /** What the next step waits on, in words; empty when nothing does. */
-  waiting_on: string[];
 }
 
 export interface RolloutProgress {

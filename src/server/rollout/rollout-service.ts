@@ -1,19 +1,18 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../../shared/clock.js';
 import { CodedError, errorMessage } from '../../shared/errors.js';
-import type { FleetStore, LiveWorker, RolloutRecord, RolloutState } from '../fleet/fleet-store.js';
+import type { RolloutAction, RolloutState, RolloutStatus } from '../../protocol/rollouts.js';
+import type { FleetStore, LiveWorker, RolloutRecord } from '../fleet/fleet-store.js';
 import type { ManifestCache } from '../manifest-cache.js';
 import { DEFAULT_HALT_SETTINGS, type HaltSettings } from './failure-rate.js';
 import { OfferService, type OfferDecision, type OfferRequest, type OfferStep } from './offers.js';
 import { nextWindowChange } from './maintenance-window.js';
-import { type RolloutPlan } from './plan.js';
+import type { RolloutPlan } from '../../protocol/rollouts.js';
 import { rolloutProgress, type RolloutProgress } from './progress.js';
 import type { CachedRollout } from './rollout-cache.js';
 import { postWebhook } from './webhook.js';
 
 export const DEFAULT_EVAL_INTERVAL_SECONDS = 30;
-
-export type RolloutAction = 'pause' | 'resume' | 'halt' | 'abort';
 
 /** What each operator action may change, and into what (docs/runbooks/rollout.md, "Controls"). */
 const TRANSITIONS: Record<RolloutAction, { from: readonly RolloutState[]; to: RolloutState }> = {
@@ -48,34 +47,6 @@ export interface RolloutServiceOptions {
   webhookRetryDelaysMs?: readonly number[];
   /** Called on every halt, automatic or not (metrics). */
   onHalt?(event: HaltEvent): void;
-}
-
-export interface RolloutStatus {
-  channel: string;
-  serial: number;
-  version: string;
-  state: RolloutState;
-  urgent: boolean;
-  started_at: string;
-  state_reason: string | null;
-  state_changed_at: string;
-  state_changed_by: string | null;
-  expires_at: string;
-  plan: RolloutPlan;
-  current_wave: number;
-  waves: RolloutProgress['waves'];
-  /** Pools with live workers that no wave names: this release never reaches them. */
-  pools_not_in_plan: string[];
-  /** Workers offered the release outside the waves: those that already ran it, and forced updates. */
-  outside_waves: { already_running: number; forced: number };
-  failure: {
-    rate: number;
-    failed_workers: number;
-    sample_workers: number;
-    min_sample: number;
-    threshold: number;
-    window_s: number;
-  };
 }
 
 /**

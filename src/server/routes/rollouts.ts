@@ -7,12 +7,12 @@ import { CodedError } from '../../shared/errors.js';
 import { HttpError } from '../http-error.js';
 import { addLogFields } from '../plugins/access-log.js';
 import { requireAuth } from '../plugins/auth.js';
-import { RolloutPlanSchema, validatePlan } from '../rollout/plan.js';
-import { RolloutError, type RolloutAction } from '../rollout/rollout-service.js';
+import { ROLLOUT_ACTIONS, RolloutPlanSchema } from '../../protocol/rollouts.js';
+import { validatePlan } from '../rollout/plan.js';
+import { RolloutError } from '../rollout/rollout-service.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
 
 const RolloutStatusResponse = Type.Unknown({ description: 'a rollout: release, state, waves with counts, failure rate (docs/runbooks/rollout.md)' });
-const ACTIONS = ['pause', 'resume', 'halt', 'abort'] as const;
 
 /** Who did it, for the audit line: the token id and its label (the person or system it belongs to). */
 async function actor(app: { fleet: { findToken(id: string): Promise<{ label: string | null } | null> } }, request: FastifyRequest) {
@@ -66,7 +66,7 @@ export const rolloutRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['rollouts'],
         summary: 'pause (hold: no new admissions), resume, halt (stop offering it, with a reason), abort (end it)',
         security: bearerSecurity,
-        params: Type.Object({ channel: Channel, action: Type.Union(ACTIONS.map((a) => Type.Literal(a))) }),
+        params: Type.Object({ channel: Channel, action: Type.Union(ROLLOUT_ACTIONS.map((a) => Type.Literal(a))) }),
         body: Type.Object(
           {
             reason: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })),
@@ -82,7 +82,7 @@ export const rolloutRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const who = await actor(app, request);
       addLogFields(request, { event: 'rollout_control', channel, action, serial: request.body.serial });
       try {
-        return await app.rollouts.control(channel, action as RolloutAction, who, request.body.reason ?? null, request.body.serial);
+        return await app.rollouts.control(channel, action, who, request.body.reason ?? null, request.body.serial);
       } catch (err) {
         return asHttpError(err);
       }

@@ -6,7 +6,7 @@ import type { UpdateReport } from '../../../src/protocol/messages.js';
 import type { AppDeps } from '../../../src/server/app.js';
 import { buildApp } from '../../../src/server/app.js';
 import { SqliteFleetStore } from '../../../src/server/fleet/sqlite-fleet-store.js';
-import type { RolloutPlan } from '../../../src/server/rollout/plan.js';
+import type { RolloutPlan } from '../../../src/protocol/rollouts.js';
 import { FolderStore } from '../../../src/store/folder-store.js';
 import { bearer, startTestServer, type TestServer } from '../../helpers/server-app.js';
 import { publishRelease, releaseFor } from '../../helpers/server-fixtures.js';
@@ -94,6 +94,24 @@ async function status(fleet: Fleet) {
   return res.json().rollouts[0];
 }
 
+/** A second app on the same database and store: what a restarted server reads. */
+async function restarted(fleet: Fleet) {
+  const reopened = new SqliteFleetStore(fleet.server.dbPath);
+  const app = await buildApp({
+    store: new FolderStore(fleet.server.storeDir),
+    fleet: reopened,
+    releaseKeys: [fleet.server.key.publicKey],
+    releaseKeyThreshold: 1,
+    cacheTtlSeconds: 0,
+    heartbeatIntervalSeconds: 30,
+    clock: fleet.server.clock,
+    logger: fleet.server.app.log as never,
+    rateLimit: { max: 100_000, windowSeconds: 60 },
+    rollouts: { defaultPlan: 'staged', evaluateOnTimer: false },
+  });
+  return { app, fleet: reopened };
+}
+
 /** The 30 s timer, run by hand: one evaluation per interval for `intervals` intervals. */
 async function tick(fleet: Fleet, intervals = 1): Promise<void> {
   for (let i = 0; i < intervals; i += 1) {
@@ -178,20 +196,7 @@ describe('automatic halt', () => {
       const query = new URLSearchParams({ channel: CHANNEL, worker_id: 'canary-0', current_version: '1.4.0' });
       const forced = await fleet.server.app.inject({ url: `/api/worker-updates/latest?${query}`, headers: { ...bearer(fleet.tokens['canary']!), 'x-bytebiota-force-update': '1' } });
       assert.equal(forced.statusCode, 404, 'nothing at or above its floor that is not halted');
-      // A second app on the same database: what a restarted server reads.
-      const reopened = new SqliteFleetStore(fleet.server.dbPath);
-      const again = await buildApp({
-        store: new FolderStore(fleet.server.storeDir),
-        fleet: reopened,
-        releaseKeys: [fleet.server.key.publicKey],
-        releaseKeyThreshold: 1,
-        cacheTtlSeconds: 0,
-        heartbeatIntervalSeconds: 30,
-        clock: fleet.server.clock,
-        logger: fleet.server.app.log as never,
-        rateLimit: { max: 100_000, windowSeconds: 60 },
-        rollouts: { defaultPlan: 'staged', evaluateOnTimer: false },
-      });
+      const { app: again, fleet: reopened } = await restarted(fleet);
       try {
         await again.rollouts.evaluate();
         const rollouts = await again.rollouts.statuses(CHANNEL);
@@ -304,19 +309,7 @@ describe('not halted', () => {
   });
 
   test('a server restart mid-rollout does not halt it or start it twice', async () => {
-    const reopened = new SqliteFleetStore(fleet.server.dbPath);
-    const again = await buildApp({
-      store: new FolderStore(fleet.server.storeDir),
-      fleet: reopened,
-      releaseKeys: [fleet.server.key.publicKey],
-      releaseKeyThreshold: 1,
-      cacheTtlSeconds: 0,
-      heartbeatIntervalSeconds: 30,
-      clock: fleet.server.clock,
-      logger: fleet.server.app.log as never,
-      rateLimit: { max: 100_000, windowSeconds: 60 },
-      rollouts: { defaultPlan: 'staged', evaluateOnTimer: false },
-    });
+    const { app: again, fleet: reopened } = await restarted(fleet);
     try {
       await again.rollouts.evaluate();
       const rollouts = await reopened.listRollouts(CHANNEL, 10);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { RolloutPlan } from '../../../src/server/rollout/plan.js';
+import type { RolloutPlan } from '../../../src/protocol/rollouts.js';
 import { bearer, startTestServer, type TestServer } from '../../helpers/server-app.js';
 import { publishRelease, releaseFor } from '../../helpers/server-fixtures.js';
 import { LightFleet, type LightWorker } from '../../helpers/rollout-fleet.js';
