@@ -220,7 +220,7 @@ describe('bytebiota-admin against a real listening server', () => {
     assert.match(text, /^live +✓ +last seen /m);
     assert.match(text, /^pool_policy +✓ +pool canary: auto_update on$/m);
     // Its registration was the poll that admitted it.
-    assert.match(text, /^admitted +✓ +admitted to 1\.6\.0 at 2026-11-20T12:10:02\.000Z$/m);
+    assert.match(text, /^admitted +✓ +admitted to 1\.6\.0$/m);
 
     // Not seen for longer than the stale limit, in a pool that is off and outside its window.
     const stable = await ok(['worker', 'explain', 'stable-1']);

@@ -51,8 +51,8 @@ export interface FleetStore {
   startRolloutWave(channel: string, serial: number, waveIndex: number, at: Date): Promise<boolean>;
   /** Record an admission unless the worker already has one for this rollout. */
   admitWorker(admission: AdmissionRecord): Promise<void>;
-  /** A worker's admissions on a channel, newest serial first. */
-  workerAdmissions(workerId: string, channel: string): Promise<AdmissionRecord[]>;
+  /** The serials a worker was admitted to on a channel, highest first (its floor is the first). */
+  workerAdmittedSerials(workerId: string, channel: string): Promise<number[]>;
   rolloutAdmissions(channel: string, serial: number): Promise<AdmissionRecord[]>;
   /** The reports about a rollout's release received since `since`. */
   rolloutReports(channel: string, serial: number, since: Date): Promise<Array<RolloutReport & { received_at: string }>>;

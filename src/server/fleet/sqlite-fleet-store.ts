@@ -231,7 +231,7 @@ export class SqliteFleetStore implements FleetStore {
     insertRollout: Statement;
     rolloutEpoch: Statement;
     insertAdmission: Statement;
-    workerAdmissions: Statement;
+    workerAdmittedSerials: Statement;
   };
 
   constructor(
@@ -310,9 +310,9 @@ export class SqliteFleetStore implements FleetStore {
         INSERT INTO rollout_admissions (channel, serial, worker_id, pool, wave, forced, admitted_at)
         VALUES (@channel, @serial, @worker_id, @pool, @wave, @forced, @admitted_at)
         ON CONFLICT (channel, serial, worker_id) DO NOTHING`),
-      workerAdmissions: this.db.prepare(
-        'SELECT * FROM rollout_admissions WHERE worker_id = ? AND channel = ? ORDER BY serial DESC',
-      ),
+      workerAdmittedSerials: this.db
+        .prepare('SELECT serial FROM rollout_admissions WHERE worker_id = ? AND channel = ? ORDER BY serial DESC')
+        .pluck(),
     };
     this.authCache = new AuthReadCache({ readEpoch: () => this.statements.authEpoch.get() as number });
   }
@@ -521,8 +521,8 @@ export class SqliteFleetStore implements FleetStore {
     return this.batcher.write(() => this.statements.insertAdmission.run(row));
   }
 
-  async workerAdmissions(workerId: string, channel: string): Promise<AdmissionRecord[]> {
-    return (this.statements.workerAdmissions.all(workerId, channel) as AdmissionRow[]).map(admissionFromRow);
+  async workerAdmittedSerials(workerId: string, channel: string): Promise<number[]> {
+    return this.statements.workerAdmittedSerials.all(workerId, channel) as number[];
   }
 
   async rolloutAdmissions(channel: string, serial: number): Promise<AdmissionRecord[]> {

@@ -3,7 +3,7 @@ import type { SignedRelease } from '../../protocol/manifest.js';
 import type { PoolPolicy } from '../../protocol/messages.js';
 import { compareVersions } from '../../protocol/version.js';
 import type { Clock } from '../../shared/clock.js';
-import type { AdmissionRecord, FleetStore } from '../fleet/fleet-store.js';
+import type { FleetStore } from '../fleet/fleet-store.js';
 import type { ManifestCache } from '../manifest-cache.js';
 import { rolloutRank, shareCutoff, withinCutoff, type RankedWorker } from './bucket.js';
 import { type CachedRollout, RolloutCache } from './rollout-cache.js';
@@ -165,9 +165,9 @@ export class OfferService {
       return { kind: 'nothing', steps };
     }
     const now = clock.now();
-    const admissions = await fleet.workerAdmissions(request.workerId, request.channel);
-    const admitted = new Map(admissions.map((a) => [a.serial, a]));
-    const floor = admissions[0]?.serial ?? 0;
+    const admittedSerials = await fleet.workerAdmittedSerials(request.workerId, request.channel);
+    const admitted = new Set(admittedSerials);
+    const floor = admittedSerials[0] ?? 0;
 
     if (request.force) {
       // Forcing skips waves, shares, windows and pauses, never a halt: a halted release is known bad.
@@ -176,7 +176,7 @@ export class OfferService {
         steps.push({ serial: null, check: 'force', ok: false, detail: 'no release that is not halted, aborted or expired, at or above the serial this worker was offered' });
         return { kind: 'nothing', steps };
       }
-      await this.admit(head, request, -1, true, admitted.get(head.record.serial));
+      await this.admit(head, request, -1, true, admitted.has(head.record.serial));
       if (!request.dryRun) logger.warn(
         { event: 'rollout_bypassed', worker_id: request.workerId, pool: request.pool, channel: request.channel, serial: head.record.serial, version: head.record.version, rollout_state: head.record.state },
         'a worker forced an update: offered the newest release outside its rollout',
@@ -203,13 +203,12 @@ export class OfferService {
         continue;
       }
       const runsIt = compareVersions(request.currentVersion, record.version) === 0;
-      const admission = admitted.get(serial);
-      if (admission) {
+      if (admitted.has(serial)) {
         if (!runsIt && !record.urgent && !windowOpen) {
           steps.push({ serial, check: 'window', ok: false, detail: `admitted to ${record.version}, but pool ${request.pool} is outside its maintenance windows` });
           return { kind: 'nothing', steps };
         }
-        steps.push({ serial, check: 'admitted', ok: true, detail: `admitted to ${record.version} at ${admission.admittedAt.toISOString()}` });
+        steps.push({ serial, check: 'admitted', ok: true, detail: `admitted to ${record.version}` });
         return { kind: 'offer', rollout, steps };
       }
       if (record.state === 'paused' || record.state === 'superseded') {
@@ -219,7 +218,7 @@ export class OfferService {
       const eligible = await this.eligible(rollout, request, windowOpen, runsIt, steps);
       if (!eligible) continue;
       // A worker that already runs the release is recorded (its floor) but belongs to no wave.
-      await this.admit(rollout, request, runsIt && !record.urgent ? -1 : record.wavesStarted.length - 1, false, undefined);
+      await this.admit(rollout, request, runsIt && !record.urgent ? -1 : record.wavesStarted.length - 1, false, false);
       return { kind: 'offer', rollout, steps };
     }
     return { kind: 'nothing', steps };
@@ -268,8 +267,8 @@ export class OfferService {
     return inside;
   }
 
-  private async admit(rollout: CachedRollout, request: OfferRequest, wave: number, forced: boolean, existing: AdmissionRecord | undefined): Promise<void> {
-    if (existing || request.dryRun) return;
+  private async admit(rollout: CachedRollout, request: OfferRequest, wave: number, forced: boolean, alreadyAdmitted: boolean): Promise<void> {
+    if (alreadyAdmitted || request.dryRun) return;
     // Durable before the answer: the worker raises its serial floor as soon as the manifest
     // verifies, so a server that forgot this offer could later offer it a lower serial.
     await this.options.fleet.admitWorker({

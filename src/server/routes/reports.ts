@@ -54,6 +54,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
 async function rolloutSerialOf(app: FastifyInstance, workerId: string, channel: string, toVersion: string): Promise<number | null> {
   const candidates = (await app.rollouts.offers.rollouts(channel)).filter((r) => r.record.version === toVersion);
   if (candidates.length === 0) return null;
-  const admitted = new Set((await app.fleet.workerAdmissions(workerId, channel)).map((a) => a.serial));
+  if (candidates.length === 1) return candidates[0]!.record.serial;
+  const admitted = new Set(await app.fleet.workerAdmittedSerials(workerId, channel));
   return (candidates.find((r) => admitted.has(r.record.serial)) ?? candidates[0]!).record.serial;
 }
