@@ -7,10 +7,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { currentPlatform } from '../src/protocol/platform.js';
-import { downloadArtifact } from '../src/worker/fetcher.js';
-import { installLayout } from '../src/worker/install-layout.js';
-import { stageVersion } from '../src/worker/installer.js';
-import { partialDownloadPath } from '../src/worker/updater.js';
+import { downloadArtifact } from '../src/worker/engine/fetcher.js';
+import { installLayout } from '../src/worker/install/install-layout.js';
+import { stageVersion } from '../src/worker/install/installer.js';
+import { partialDownloadPath } from '../src/worker/engine/updater.js';
 
 const [url, sizeText, sha256, version, root] = process.argv.slice(2);
 const token = process.env['BYTEBIOTA_WORKER_TOKEN'];

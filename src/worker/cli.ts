@@ -8,11 +8,11 @@ import { CodedError, UsageError, errorMessage } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { buildInfo, formatVersionJson, formatVersionText, isPackagedBuild } from './build-info.js';
 import { resolveConfig, type FlagValues } from './config.js';
-import { installLayout } from './install-layout.js';
-import { installExecutable } from './installer.js';
-import { EXIT_CODES } from './policy.js';
-import { processSupervisorChannel, runWorker } from './run.js';
-import { supervise } from './supervisor.js';
+import { installLayout } from './install/install-layout.js';
+import { installExecutable } from './install/installer.js';
+import { EXIT_CODES } from './runtime/policy.js';
+import { processSupervisorChannel, runWorker } from './runtime/run.js';
+import { supervise } from './supervisor/supervisor.js';
 
 const execFileAsync = promisify(execFile);
 

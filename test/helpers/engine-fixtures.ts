@@ -9,8 +9,8 @@ import type { Logger } from '../../src/shared/logger.js';
 import type { ArtifactEntry, SignedRelease } from '../../src/protocol/manifest.js';
 import { generateSigningKeyPair, parsePrivateKey, parsePublicKey, type PrivateKey, type PublicKey } from '../../src/trust/keys.js';
 import { serializeManifest, signManifest } from '../../src/trust/sign.js';
-import type { InstallLayout } from '../../src/worker/install-layout.js';
-import { stageVersion, switchCurrent } from '../../src/worker/installer.js';
+import type { InstallLayout } from '../../src/worker/install/install-layout.js';
+import { stageVersion, switchCurrent } from '../../src/worker/install/installer.js';
 
 const execFileAsync = promisify(execFile);
 

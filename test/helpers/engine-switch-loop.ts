@@ -3,8 +3,8 @@
  * installed versions as fast as it can until it is killed (with -9, at a random moment).
  * Usage: engine-switch-loop.ts <install-root> <platform> <version-a> <version-b>
  */
-import { installLayout } from '../../src/worker/install-layout.js';
-import { switchCurrent } from '../../src/worker/installer.js';
+import { installLayout } from '../../src/worker/install/install-layout.js';
+import { switchCurrent } from '../../src/worker/install/installer.js';
 
 const [root, platform, versionA, versionB] = process.argv.slice(2);
 if (!root || !platform || !versionA || !versionB) {

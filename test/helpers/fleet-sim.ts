@@ -4,8 +4,8 @@ import { Agent, type Dispatcher } from 'undici';
 import type { HeartbeatRequest, RegisterRequest } from '../../src/protocol/messages.js';
 import { systemClock } from '../../src/shared/clock.js';
 import { createLogger } from '../../src/shared/logger.js';
-import { fullJitterBackoff, sleep } from '../../src/worker/backoff.js';
-import { maintainConnection, ServerClient } from '../../src/worker/connection.js';
+import { fullJitterBackoff, sleep } from '../../src/worker/runtime/backoff.js';
+import { maintainConnection, ServerClient } from '../../src/worker/runtime/connection.js';
 import { seededRandom } from './seeded-random.js';
 
 export { seededRandom };
@@ -17,7 +17,7 @@ export { seededRandom };
  * left out, so what a test measures is the real retry behaviour of a fleet, at the clients.
  */
 
-/** The backoff `run` gives maintainConnection (src/worker/run.ts). */
+/** The backoff `run` gives maintainConnection (src/worker/runtime/run.ts). */
 const RUN_BACKOFF = { baseDelayMs: 1000, maxDelayMs: 300_000 } as const;
 
 

@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { installLayout, type InstallLayout } from '../../src/worker/install-layout.js';
-import { sha256OfFile, stageVersion, switchCurrent } from '../../src/worker/installer.js';
-import { loadState, updateState } from '../../src/worker/state.js';
+import { installLayout, type InstallLayout } from '../../src/worker/install/install-layout.js';
+import { sha256OfFile, stageVersion, switchCurrent } from '../../src/worker/install/installer.js';
+import { loadState, updateState } from '../../src/worker/install/state.js';
 
 /**
  * Stand-in worker executables for supervisor tests: node scripts that answer `--version --json`

@@ -8,9 +8,9 @@ import { promisify } from 'node:util';
 import { request } from 'undici';
 import { currentPlatform } from '../../../src/protocol/platform.js';
 import { buildWorker, type BuiltWorker } from '../../../src/release/build/index.js';
-import { installLayout } from '../../../src/worker/install-layout.js';
-import { readPointer } from '../../../src/worker/pointer.js';
-import { loadState } from '../../../src/worker/state.js';
+import { installLayout } from '../../../src/worker/install/install-layout.js';
+import { readPointer } from '../../../src/worker/install/pointer.js';
+import { loadState } from '../../../src/worker/install/state.js';
 import { eventIs } from '../../helpers/worker-fixtures.js';
 
 /**

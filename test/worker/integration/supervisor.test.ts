@@ -4,8 +4,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { REASON_CODES } from '../../../src/protocol/reason-codes.js';
-import { readPointer } from '../../../src/worker/pointer.js';
-import { loadState, updateState } from '../../../src/worker/state.js';
+import { readPointer } from '../../../src/worker/install/pointer.js';
+import { loadState, updateState } from '../../../src/worker/install/state.js';
 import { eventIs, makeFixtureRoot, spawnWorkerCli, type FixtureRoot, type SpawnedProgram } from '../../helpers/worker-fixtures.js';
 import { json, scriptedServer } from '../../helpers/worker-http.js';
 
@@ -168,7 +168,7 @@ describe('supervisor with fixture executables', { timeout: 300_000 }, () => {
     await root.install('1.0.0', 'ready');
     await root.install('2.0.0', 'ready');
     await root.makeCurrent('1.0.0');
-    const { updateState } = await import('../../../src/worker/state.js');
+    const { updateState } = await import('../../../src/worker/install/state.js');
     await loadState(root.layout, () => 'w-1');
     await updateState(root.layout, (state) => {
       state.pending_watch = { to_version: '2.0.0', from_version: '1.0.0', correlation_id: 'c-1', channel: 'stable', started_at: new Date().toISOString() };

@@ -1,0 +1,273 @@
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { request, type Dispatcher } from 'undici';
+import {
+  HeartbeatResponse,
+  RegisterResponse,
+  type HeartbeatRequest,
+  type RegisterRequest,
+  type ServerAccepts,
+  type UpdateReport,
+} from '../../protocol/messages.js';
+import { CodedError, errorMessage } from '../../shared/errors.js';
+import type { Clock } from '../../shared/clock.js';
+import type { Logger } from '../../shared/logger.js';
+import { parseRetryAfter, sleep as defaultSleep, type Backoff, type Sleep } from './backoff.js';
+
+/**
+ * Why a call to the server failed. The first three are the network's or the server's trouble and
+ * worth retrying; the last three will fail the same way again until someone changes something.
+ */
+export type ConnectionErrorCode =
+  | 'server_unreachable'
+  | 'server_busy'
+  | 'server_error'
+  | 'auth_rejected'
+  | 'request_rejected'
+  | 'bad_response';
+
+const RETRYABLE: ReadonlySet<ConnectionErrorCode> = new Set(['server_unreachable', 'server_busy', 'server_error']);
+
+export class ConnectionError extends CodedError<ConnectionErrorCode> {
+  readonly status: number | null;
+  /** From Retry-After on 429/503, in ms from now; null when the server did not say. */
+  readonly retryAfterMs: number | null;
+
+  constructor(
+    code: ConnectionErrorCode,
+    message: string,
+    details: { status?: number; retryAfterMs?: number | null; cause?: unknown } = {},
+  ) {
+    super(code, message, { cause: details.cause });
+    this.status = details.status ?? null;
+    this.retryAfterMs = details.retryAfterMs ?? null;
+  }
+
+  get retryable(): boolean {
+    return RETRYABLE.has(this.code);
+  }
+}
+
+const registerResponseChecker = TypeCompiler.Compile(RegisterResponse);
+const heartbeatResponseChecker = TypeCompiler.Compile(HeartbeatResponse);
+const MAX_RESPONSE_BYTES = 64 * 1024;
+
+export interface ServerClientOptions {
+  serverUrl: string;
+  token: string;
+  dispatcher: Dispatcher;
+  clock: Clock;
+  /** Whole request, headers and body. Default 30 s. */
+  requestTimeoutMs?: number;
+}
+
+function errorCodeOf(body: string): string | undefined {
+  try {
+    const parsed = JSON.parse(body) as { error?: { code?: unknown } };
+    return typeof parsed.error?.code === 'string' ? parsed.error.code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The worker's calls to `bytebiota-server` (contract section 3), each mapped to one error code. */
+export class ServerClient {
+  readonly serverUrl: string;
+  readonly #token: string;
+  readonly #dispatcher: Dispatcher;
+  readonly #clock: Clock;
+  readonly #requestTimeoutMs: number;
+
+  constructor(options: ServerClientOptions) {
+    this.serverUrl = options.serverUrl;
+    this.#token = options.token;
+    this.#dispatcher = options.dispatcher;
+    this.#clock = options.clock;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+  }
+
+  /** The handshake (plan B3.1): who we are, and what the server expects of us. */
+  async register(body: RegisterRequest, requestId?: string): Promise<RegisterResponse> {
+    const response = await this.#postJson('/api/workers/register', body, 200, requestId);
+    if (!registerResponseChecker.Check(response)) {
+      throw new ConnectionError('bad_response', 'the register response does not match the handshake schema');
+    }
+    return response;
+  }
+
+  async heartbeat(body: HeartbeatRequest, requestId?: string): Promise<HeartbeatResponse> {
+    const response = await this.#postJson('/api/workers/heartbeat', body, 200, requestId);
+    if (!heartbeatResponseChecker.Check(response)) {
+      throw new ConnectionError('bad_response', 'the heartbeat response does not match its schema');
+    }
+    return response;
+  }
+
+  /** One update event; the correlation id doubles as X-Request-Id so server logs carry it. */
+  async postReport(report: UpdateReport, correlationId?: string): Promise<void> {
+    await this.#postJson('/api/worker-updates/report', report, 202, correlationId);
+  }
+
+  async #postJson(path: string, body: unknown, expectedStatus: number, requestId?: string): Promise<unknown> {
+    const url = new URL(path, this.serverUrl);
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(url, {
+        method: 'POST',
+        dispatcher: this.#dispatcher,
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${this.#token}`,
+          ...(requestId ? { 'x-request-id': requestId } : {}),
+        },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(this.#requestTimeoutMs),
+      });
+    } catch (err) {
+      throw new ConnectionError('server_unreachable', `POST ${url.pathname} failed: ${errorMessage(err)}`, { cause: err });
+    }
+    const text = await readLimited(response.body, path);
+    const status = response.statusCode;
+    if (status === expectedStatus) {
+      if (expectedStatus === 202) return undefined;
+      try {
+        return JSON.parse(text);
+      } catch (err) {
+        throw new ConnectionError('bad_response', `POST ${url.pathname} returned a body that is not JSON`, { status, cause: err });
+      }
+    }
+    const serverCode = errorCodeOf(text);
+    const described = `POST ${url.pathname} returned ${status}${serverCode ? ` (${serverCode})` : ''}`;
+    if (status === 429 || status === 503) {
+      const retryAfterMs = parseRetryAfter(response.headers['retry-after'], this.#clock.now());
+      throw new ConnectionError('server_busy', described, { status, retryAfterMs });
+    }
+    if (status === 401 || status === 403) throw new ConnectionError('auth_rejected', described, { status });
+    if (status >= 500) throw new ConnectionError('server_error', described, { status });
+    if (status >= 400) throw new ConnectionError('request_rejected', described, { status });
+    throw new ConnectionError('bad_response', described, { status });
+  }
+}
+
+async function readLimited(body: Dispatcher.ResponseData['body'], path: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of body) {
+      total += (chunk as Buffer).length;
+      if (total > MAX_RESPONSE_BYTES) {
+        body.destroy();
+        throw new ConnectionError('bad_response', `the response to ${path} exceeds ${MAX_RESPONSE_BYTES} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    if (err instanceof ConnectionError) throw err;
+    throw new ConnectionError('server_unreachable', `reading the response to ${path} failed: ${errorMessage(err)}`, { cause: err });
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** What the server last told us: the handshake, refreshed by each heartbeat. */
+export interface ServerPolicy {
+  minimumVersion: string | null;
+  recommendedVersion: string | null;
+  latestVersion: string | null;
+  poolAutoUpdate: boolean;
+  heartbeatIntervalS: number;
+  /**
+   * What the server takes beyond the first protocol (report fields, reason codes), as its last
+   * handshake or heartbeat said; null for a server that says nothing (an older one). A server
+   * that sends it knows staged rollouts.
+   */
+  accepts: ServerAccepts | null;
+}
+
+export function policyFromRegister(response: RegisterResponse): ServerPolicy {
+  return {
+    minimumVersion: response.minimum_version,
+    recommendedVersion: response.recommended_version,
+    latestVersion: response.latest_version,
+    poolAutoUpdate: response.auto_update,
+    heartbeatIntervalS: response.heartbeat_interval_s,
+    accepts: response.accepts ?? null,
+  };
+}
+
+export type RegisterOutcome =
+  | { kind: 'registered'; policy: ServerPolicy }
+  | { kind: 'unreachable' | 'auth_rejected' | 'rejected'; error: ConnectionError };
+
+/** Classify a first handshake attempt: the start-up policy depends on which way it went. */
+export async function registerOnce(client: ServerClient, body: RegisterRequest): Promise<RegisterOutcome> {
+  try {
+    return { kind: 'registered', policy: policyFromRegister(await client.register(body)) };
+  } catch (err) {
+    if (!(err instanceof ConnectionError)) throw err;
+    if (err.retryable) return { kind: 'unreachable', error: err };
+    if (err.code === 'auth_rejected') return { kind: 'auth_rejected', error: err };
+    return { kind: 'rejected', error: err };
+  }
+}
+
+export interface ConnectionOptions {
+  client: ServerClient;
+  backoff: Backoff;
+  log: Logger;
+  sleep?: Sleep;
+  registerBody(): RegisterRequest;
+  heartbeatBody(): HeartbeatRequest;
+  /** Called with each new view of the server's policy (handshake and every heartbeat). */
+  onPolicy(policy: ServerPolicy): void;
+}
+
+/**
+ * Keeps the worker registered and heartbeating for as long as `signal` is not aborted. It
+ * survives a server that is down, slow or busy: every failure waits by the backoff (and the
+ * server's Retry-After), so there is never a tight loop; and it never throws.
+ */
+export async function maintainConnection(options: ConnectionOptions, signal: AbortSignal, registered?: ServerPolicy): Promise<void> {
+  const wait = options.sleep ?? defaultSleep;
+  let policy = registered ?? null;
+  let failures = 0;
+  while (!signal.aborted) {
+    if (policy === null) {
+      try {
+        policy = policyFromRegister(await options.client.register(options.registerBody()));
+        failures = 0;
+        options.log.info({ event: 'worker_registered', minimum_version: policy.minimumVersion, auto_update: policy.poolAutoUpdate }, 'registered with the server');
+        options.onPolicy(policy);
+      } catch (err) {
+        const retryAfterMs = err instanceof ConnectionError ? err.retryAfterMs : null;
+        const delayMs = options.backoff.delayMs(failures, retryAfterMs);
+        failures += 1;
+        options.log.warn({ event: 'worker_register_failed', code: (err as { code?: string }).code, error: errorMessage(err), retry_in_ms: delayMs }, 'registration failed; will retry');
+        await wait(delayMs, signal);
+      }
+      continue;
+    }
+    await wait(policy.heartbeatIntervalS * 1000, signal);
+    if (signal.aborted) break;
+    try {
+      const response = await options.client.heartbeat(options.heartbeatBody());
+      failures = 0;
+      policy = {
+        ...policy,
+        minimumVersion: response.minimum_version,
+        latestVersion: response.latest_version,
+        poolAutoUpdate: response.auto_update,
+        heartbeatIntervalS: response.heartbeat_interval_s,
+        ...(response.recommended_version !== undefined ? { recommendedVersion: response.recommended_version } : {}),
+        // Each heartbeat says it again: a server replaced by an older one stops saying it.
+        accepts: response.accepts ?? null,
+      };
+      options.onPolicy(policy);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      options.log.warn({ event: 'worker_heartbeat_failed', code, error: errorMessage(err) }, 'heartbeat failed');
+      // A server that forgot us (restarted with a new database, say) answers 4xx: register again.
+      if (code === 'request_rejected') policy = null;
+      else if (err instanceof ConnectionError && err.retryAfterMs !== null) await wait(options.backoff.delayMs(failures, err.retryAfterMs), signal);
+      failures += 1;
+    }
+  }
+}

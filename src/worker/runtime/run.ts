@@ -1,0 +1,378 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import type { Dispatcher } from 'undici';
+import type { HeartbeatRequest, RegisterRequest, ServerAccepts, UpdateProgress } from '../../protocol/messages.js';
+import { currentPlatform } from '../../protocol/platform.js';
+import { UpdateError } from '../../protocol/reason-codes.js';
+import { compareVersions } from '../../protocol/version.js';
+import type { Clock } from '../../shared/clock.js';
+import { CodedError, errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logger.js';
+import { fullJitterBackoff, type Sleep } from './backoff.js';
+import { buildInfo } from '../build-info.js';
+import type { RunConfig } from '../config.js';
+import { maintainConnection, registerOnce, ServerClient, type RegisterOutcome, type ServerPolicy } from './connection.js';
+import { createDispatcher } from './http.js';
+import { installLayout } from '../install/install-layout.js';
+import { serveMetrics, WorkerMetrics, type MetricsServer } from '../telemetry/metrics.js';
+import { autoUpdateAllowed, decideStart, EXIT_CODES, isBelowMinimum, nextCheckDelayMs } from './policy.js';
+import { ReportQueue } from '../telemetry/report-queue.js';
+import { acceptsFromState, adaptedReportSender, adaptForServer, rememberAccepts } from './server-accepts.js';
+import { loadState } from '../install/state.js';
+import { recheckBeforeSwitch } from '../engine/switch-recheck.js';
+import { completedOnReady, updateStatusAtStart } from './update-status.js';
+import { LOG_EVENTS, UpdateTelemetry, type UpdateEventMessage } from '../telemetry/telemetry.js';
+import { runUpdateOnce, type UpdaterContext } from '../engine/updater.js';
+import { UnitsLog, WorkLoop, type BetweenUnits } from './work-loop.js';
+import { hashChainWorkload, type Workload } from './workload.js';
+
+/** What the worker tells its supervisor over the IPC channel. */
+export interface ReadyMessage {
+  type: 'ready';
+  version: string;
+}
+
+/** The IPC channel to the supervisor, when there is one (`process.send`). */
+export interface SupervisorChannel {
+  send(message: ReadyMessage | UpdateEventMessage): void;
+  /** Called when the supervisor goes away: the worker stops after the current unit. */
+  onDisconnect(listener: () => void): void;
+}
+
+export interface RunDependencies {
+  log: Logger;
+  clock: Clock;
+  random?: () => number;
+  sleep?: Sleep;
+  workload?: Workload;
+  channel?: SupervisorChannel | null;
+  /** Where SIGTERM and SIGINT arrive; the process itself in production. */
+  signals?: NodeJS.EventEmitter;
+}
+
+/** The process's own IPC channel when a supervisor spawned it with one. */
+export function processSupervisorChannel(): SupervisorChannel | null {
+  if (typeof process.send !== 'function' || !process.connected) return null;
+  return {
+    send: (message) => {
+      if (process.connected) process.send?.(message);
+    },
+    onDisconnect: (listener) => {
+      process.once('disconnect', listener);
+    },
+  };
+}
+
+export const UNITS_LOG_PATH = join('work', 'units.log');
+
+/**
+ * `bytebiota-worker run`: handshake, start-up policy, then units of work with update checks
+ * between them. Resolves to the exit code: 0 stopped, 3 refused to start, 75 restart me into
+ * the staged version (restart protocol step 1).
+ */
+export async function runWorker(config: RunConfig, deps: RunDependencies): Promise<number> {
+  const random = deps.random ?? Math.random;
+  const clock = deps.clock;
+  const signals = deps.signals ?? process;
+  const channel = deps.channel ?? null;
+  const layout = installLayout(config.installRoot);
+  await mkdir(layout.root, { recursive: true });
+  const state = await loadState(layout, randomUUID);
+  const workerId = config.workerId ?? state.worker_id;
+  const { version } = buildInfo();
+  const platform = currentPlatform();
+  const log = deps.log.child({ worker_id: workerId, version });
+  const stopAll = new AbortController();
+  const background: Promise<unknown>[] = [];
+
+  let metricsServer: MetricsServer | null = null;
+  // Under a supervisor, it serves the metrics (it outlives this process); this one forwards.
+  const metrics = channel === null ? new WorkerMetrics() : null;
+  metrics?.setCurrentVersion(version);
+  if (metrics && config.metricsPort !== null) {
+    metricsServer = await serveMetrics(metrics, config.metricsPort, config.metricsHost);
+    log.info({ event: 'worker_metrics_listening', url: metricsServer.url }, 'serving metrics');
+  }
+
+  // What the server takes beyond the first protocol: from its last handshake or heartbeat, and
+  // until this process has heard from it, what it said to the last one (state.json).
+  let serverAccepts: ServerAccepts | null = config.serverUrl !== null ? acceptsFromState(state, config.serverUrl) : null;
+  let persistedAccepts: ServerAccepts | null | undefined = serverAccepts;
+  let acceptsWrite: Promise<void> = Promise.resolve();
+  const noteAccepts = (accepts: ServerAccepts | null): void => {
+    serverAccepts = accepts;
+    const serverUrl = config.serverUrl;
+    if (serverUrl === null || isDeepStrictEqual(accepts, persistedAccepts)) return;
+    persistedAccepts = accepts;
+    log.info(
+      { event: 'worker_server_accepts', report_fields: accepts?.report_fields ?? null, reasons: accepts?.reasons.length ?? null },
+      accepts ? 'the server says what it accepts (rollout-aware)' : 'the server says nothing of what it accepts: first protocol only',
+    );
+    // Persisted for the supervisor, which sends reports without ever registering.
+    acceptsWrite = acceptsWrite
+      .then(() => rememberAccepts(layout, serverUrl, accepts))
+      .catch((err: unknown) => {
+        persistedAccepts = undefined;
+        log.warn({ event: 'worker_state_write_failed', field: 'server_accepts', error: errorMessage(err) }, 'could not remember what the server accepts');
+      });
+  };
+
+  let dispatcher: Dispatcher | null = null;
+  let client: ServerClient | null = null;
+  let queue: ReportQueue | null = null;
+  if (config.serverUrl !== null && config.token !== null) {
+    dispatcher = await createDispatcher(config.caFile !== null ? { caFile: config.caFile } : {});
+    client = new ServerClient({ serverUrl: config.serverUrl, token: config.token, dispatcher, clock });
+    const reportClient = client;
+    queue = new ReportQueue({
+      dir: layout.reportsDir,
+      send: adaptedReportSender({ post: (report, correlationId) => reportClient.postReport(report, correlationId), accepts: () => serverAccepts, log }),
+      backoff: fullJitterBackoff({ baseDelayMs: 1000, maxDelayMs: 300_000, random }),
+      log,
+      clock,
+      ...(deps.sleep ? { sleep: deps.sleep } : {}),
+    });
+    background.push(queue.runSender(stopAll.signal));
+  } else {
+    log.warn({ event: 'worker_offline', reason: 'no server configured' }, 'no server configured: working offline, never updating');
+  }
+  const telemetry = new UpdateTelemetry({ log, workerId, platform, metrics, forward: channel ? (m) => channel.send(m) : null, queue });
+
+  const updatesConfigured = client !== null && config.trustedKeys.length > 0;
+  if (client !== null && !updatesConfigured) {
+    log.warn({ event: 'worker_updates_disabled', reason: 'no trusted key' }, 'no --trusted-key given: this worker will never update');
+  }
+
+  let policy: ServerPolicy | null = null;
+  // What the heartbeats say about the update: the supervisor's watch or rollback, then our own attempts.
+  let currentUpdate: UpdateProgress | null = updateStatusAtStart(state, version);
+  let loop: WorkLoop | null = null;
+
+  /** One check-download-stage pass (A's runUpdateOnce), with its telemetry. */
+  async function attemptUpdate(force: boolean): Promise<'staged' | 'not_staged'> {
+    if (client === null || config.serverUrl === null || config.token === null) return 'not_staged';
+    const correlationId = randomUUID();
+    let attemptedVersion: string | null = null;
+    // The release the verified manifest names: its serial goes into this attempt's reports.
+    let verifiedRelease: { version: string; serial: number } | null = null;
+    const serialOf = (toVersion: string | null): { serial?: number } =>
+      verifiedRelease !== null && verifiedRelease.version === toVersion ? { serial: verifiedRelease.serial } : {};
+    const recordAttempt = async (toVersion: string): Promise<void> => {
+      if (attemptedVersion !== null) return;
+      attemptedVersion = toVersion;
+      await telemetry.record({ event: 'attempt', correlationId, fromVersion: version, toVersion, channel: config.channel, ...serialOf(toVersion) });
+    };
+    const pendingRecords: Promise<void>[] = [];
+    const ctx: UpdaterContext = {
+      layout,
+      serverUrl: config.serverUrl,
+      token: config.token,
+      channel: config.channel,
+      platform,
+      workerId,
+      currentVersion: version,
+      trustedKeys: config.trustedKeys,
+      threshold: config.trustedKeyThreshold,
+      downloadTimeoutMs: config.downloadTimeoutS * 1000,
+      clock,
+      ...(dispatcher ? { dispatcher } : {}),
+      force,
+      correlationId,
+      onProgress: (progress) => {
+        currentUpdate = progress;
+        pendingRecords.push(recordAttempt(progress.to_version));
+      },
+      onManifestVerified: (release) => {
+        verifiedRelease = release;
+      },
+      log: log.child({ correlation_id: correlationId }),
+    };
+    try {
+      const result = await runUpdateOnce(ctx);
+      await Promise.all(pendingRecords);
+      if (result.kind === 'staged') {
+        await recordAttempt(result.version);
+        // A rollout-aware server may have stopped offering the release while it was staged: ask
+        // again before switching. An older server has no rollouts to ask about.
+        if (serverAccepts !== null && (await recheckBeforeSwitch(ctx, result)).action === 'cancel') {
+          currentUpdate = null;
+          return 'not_staged';
+        }
+        currentUpdate = { to_version: result.version, state: 'restarting' };
+        return 'staged';
+      }
+      currentUpdate = null;
+      log.info({ event: 'worker_update_check', correlation_id: correlationId, result: result.kind, ...('version' in result ? { skipped_version: result.version } : {}) }, 'update check done');
+      return 'not_staged';
+    } catch (err) {
+      await Promise.all(pendingRecords);
+      if (err instanceof UpdateError) {
+        const toVersion = attemptedVersion ?? policy?.latestVersion ?? null;
+        if (toVersion !== null) currentUpdate = { to_version: toVersion, state: 'failed', reason: err.code };
+        await telemetry.record({ event: 'failure', correlationId, fromVersion: version, toVersion, channel: config.channel, reason: err.code, ...serialOf(toVersion) });
+        log.warn({ event: 'worker_update_failure_detail', correlation_id: correlationId, error: err.message }, 'update failed');
+      } else if (err instanceof CodedError && err.code === 'update_in_progress') {
+        log.info({ event: 'worker_update_skipped', reason: 'update_in_progress' }, 'another process is updating this install root');
+      } else {
+        log.error({ event: 'worker_update_error', correlation_id: correlationId, error: errorMessage(err) }, 'update check failed unexpectedly');
+      }
+      return 'not_staged';
+    }
+  }
+
+  const registerBody = (): RegisterRequest => ({ worker_id: workerId, current_version: version, platform, channel: config.channel });
+  const heartbeatBody = (): HeartbeatRequest => ({
+    worker_id: workerId,
+    current_version: version,
+    state: loop?.state ?? 'starting',
+    // In the form this server takes: a reason code it does not know would make it refuse the heartbeat.
+    ...(currentUpdate ? { update: adaptForServer('heartbeat_update', currentUpdate, serverAccepts) } : {}),
+  });
+
+  async function cleanUp(): Promise<void> {
+    stopAll.abort();
+    await Promise.allSettled(background);
+    await acceptsWrite;
+    await metricsServer?.close();
+    await dispatcher?.close().catch(() => undefined);
+  }
+
+  // Start-up: the handshake decides whether this version may work at all (plan B3.2).
+  let outcome: RegisterOutcome | null = null;
+  if (client !== null) {
+    outcome = await registerOnce(client, registerBody());
+    if (outcome.kind === 'registered') {
+      policy = outcome.policy;
+      noteAccepts(policy.accepts);
+      log.info({ event: 'worker_registered', minimum_version: policy.minimumVersion, auto_update: policy.poolAutoUpdate }, 'registered with the server');
+    } else {
+      log.warn({ event: 'worker_register_failed', code: outcome.error.code, error: outcome.error.message }, 'first registration failed; working and retrying');
+    }
+  }
+  const decision = decideStart({
+    currentVersion: version,
+    minimumVersion: policy?.minimumVersion ?? null,
+    autoUpdateEnabled: config.autoUpdateEnabled,
+    poolAutoUpdate: policy?.poolAutoUpdate ?? false,
+    forceUpdate: config.forceUpdate,
+    forceStart: config.forceStart,
+    updatesConfigured,
+  });
+  if (decision.updateFirst && (await attemptUpdate(config.forceUpdate)) === 'staged') {
+    await cleanUp();
+    return EXIT_CODES.restartIntoStaged;
+  }
+  if (decision.otherwise === 'refuse') {
+    log.error(
+      { event: LOG_EVENTS.startRefused, current_version: version, minimum_version: policy?.minimumVersion },
+      `version ${version} is below the server's minimum ${policy?.minimumVersion ?? ''}; refusing to start (--force-start overrides)`,
+    );
+    await cleanUp();
+    return EXIT_CODES.refusedToStart;
+  }
+  if (decision.otherwise === 'start_forced') {
+    log.warn({ event: LOG_EVENTS.startForced, current_version: version, minimum_version: policy?.minimumVersion }, 'starting below the minimum version (--force-start)');
+  }
+
+  // Readiness (restart protocol step 2): the loop has started and the handshake is done, or the
+  // server is unreachable or refuses our token, neither of which a new version could fix.
+  let registered = outcome === null || outcome.kind !== 'rejected';
+  let loopStarted = false;
+  let readySent = false;
+  const maybeSendReady = (): void => {
+    if (readySent || !loopStarted || !registered) return;
+    readySent = true;
+    channel?.send({ type: 'ready', version });
+    currentUpdate = completedOnReady(currentUpdate);
+    log.info({ event: 'worker_ready' }, 'worker ready');
+  };
+
+  const checksAllowed = (): boolean =>
+    autoUpdateAllowed({ updatesConfigured, autoUpdateEnabled: config.autoUpdateEnabled, poolAutoUpdate: policy?.poolAutoUpdate ?? false });
+  // The first periodic check comes right after the first unit (unless one was just made). This is
+  // also what brings back a worker whose proven version crash-loops: the supervisor reports
+  // crash_loop, the server halts the rollout, and the operator's signed rollback release is
+  // picked up here, after one unit, before the next crash (docs/worker-updates.md).
+  let nextCheckAtMs = clock.now().getTime() + (decision.updateFirst ? nextCheckDelayMs(config.checkIntervalS, random) : 0);
+  let lastAnnouncedLatest: string | null = policy?.latestVersion ?? null;
+
+  const onPolicy = (next: ServerPolicy): void => {
+    const before = policy;
+    policy = next;
+    noteAccepts(next.accepts);
+    if (!registered) {
+      registered = true;
+      maybeSendReady();
+    }
+    if (!checksAllowed()) return;
+    // A heartbeat announcing another release, or a new minimum above us, brings the check forward.
+    // A version other than ours is news either way: newer is an update, older is a signed rollback release.
+    if (next.latestVersion !== null && next.latestVersion !== lastAnnouncedLatest && compareVersions(next.latestVersion, version) !== 0) {
+      lastAnnouncedLatest = next.latestVersion;
+      nextCheckAtMs = Math.min(nextCheckAtMs, clock.now().getTime() + Math.round(random() * 30_000));
+    }
+    if (isBelowMinimum(version, next.minimumVersion) && !isBelowMinimum(version, before?.minimumVersion ?? null)) {
+      log.warn({ event: 'worker_below_minimum', current_version: version, minimum_version: next.minimumVersion }, 'now below the minimum version; updating');
+      nextCheckAtMs = clock.now().getTime();
+    }
+  };
+
+  if (client !== null) {
+    const connectionClient = client;
+    background.push(
+      maintainConnection(
+        {
+          client: connectionClient,
+          backoff: fullJitterBackoff({ baseDelayMs: 1000, maxDelayMs: 300_000, random }),
+          log,
+          ...(deps.sleep ? { sleep: deps.sleep } : {}),
+          registerBody,
+          heartbeatBody,
+          onPolicy,
+        },
+        stopAll.signal,
+        policy ?? undefined,
+      ),
+    );
+  }
+
+  const unitsLog = await UnitsLog.open(join(layout.root, UNITS_LOG_PATH));
+  const workLoop = new WorkLoop({
+    workload: deps.workload ?? hashChainWorkload(),
+    unitsLog,
+    version,
+    log,
+    onStarted: () => {
+      loopStarted = true;
+      maybeSendReady();
+    },
+    betweenUnits: async (): Promise<BetweenUnits> => {
+      if (workLoop.stopRequested) return 'stop';
+      if (!checksAllowed() || clock.now().getTime() < nextCheckAtMs) return 'continue';
+      nextCheckAtMs = clock.now().getTime() + nextCheckDelayMs(config.checkIntervalS, random);
+      return (await attemptUpdate(false)) === 'staged' ? 'restart' : 'continue';
+    },
+  });
+  loop = workLoop;
+
+  // SIGTERM: finish the unit in progress, record it, exit 0. A supervisor that goes away (its
+  // IPC channel closes) is treated the same, so an orphan never keeps running beside a new one.
+  const stop = (): void => {
+    if (!workLoop.stopRequested) log.info({ event: 'worker_stopping' }, 'stopping after the current unit');
+    workLoop.requestStop();
+  };
+  signals.on('SIGTERM', stop);
+  signals.on('SIGINT', stop);
+  channel?.onDisconnect(stop);
+  try {
+    const result = await workLoop.run();
+    return result === 'restart' ? EXIT_CODES.restartIntoStaged : EXIT_CODES.ok;
+  } finally {
+    signals.off('SIGTERM', stop);
+    signals.off('SIGINT', stop);
+    await unitsLog.close();
+    await cleanUp();
+  }
+}
