@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, rename, stat } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { buildWorker } from '../../src/release/build/index.js';
 import { artifactFileName, currentPlatform } from '../../src/protocol/platform.js';
+import { isErrnoCode } from '../../src/shared/errors.js';
 import { repoRoot } from './processes.js';
 
 /**
@@ -54,10 +55,18 @@ export async function packagedWorker(version: string, entry?: { name: string; pa
     // not built yet for this source tree
   }
   await mkdir(dir, { recursive: true });
-  // Build in a private folder, then rename: two test files building the same version at once
-  // both end with one complete file.
+  // Build in a private folder, then hard-link into place. A link never replaces an existing
+  // file: when two test files build the same version at once, the second keeps the first one's
+  // file, so an executable another test is running is never swapped out from under it (a
+  // rename over it would leave that process's executable deleted).
   const scratch = join(dir, `.build-${process.pid}-${Date.now()}`);
   const built = await buildWorker({ version, outDir: scratch, now: new Date('2026-01-01T00:00:00Z'), ...(entry ? { entry: entry.path } : {}) });
-  await rename(built.path, cached).catch(async () => copyFile(built.path, cached));
+  try {
+    await link(built.path, cached);
+  } catch (err) {
+    if (!isErrnoCode(err, 'EEXIST')) throw err;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
   return cached;
 }

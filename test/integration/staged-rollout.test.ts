@@ -125,9 +125,10 @@ describe('staged rollout with real packaged workers in three pools', () => {
     assert.equal(halted['state_changed_by'], 'automatic');
     assert.equal(halted.current_wave, 1, 'the stable wave never started');
 
-    const serverHalt = lab.server!.events.find((line) => line.event === 'rollout_halted');
-    assert.equal(serverHalt?.['trigger'], 'automatic');
-    assert.equal(serverHalt?.['failed_workers'], 1);
+    // The server writes its log through a buffer: wait for the line, do not expect it already there.
+    const serverHalt = await lab.server!.waitForEvent((line) => line.event === 'rollout_halted', EVENT_TIMEOUT_MS);
+    assert.equal(serverHalt['trigger'], 'automatic');
+    assert.equal(serverHalt['failed_workers'], 1);
 
     // The operator rolls the fleet back: a signed release of 1.1.0 with a new serial.
     const rolledBackMark = canary.process.events.length;
