@@ -19,8 +19,12 @@ export interface FleetStore {
 
   /** The handshake: create or update the worker's row; its pool is the token's. */
   registerWorker(worker: WorkerRegistration): Promise<void>;
-  /** Record state and update progress; returns the worker's channel and platform when it has registered. */
-  recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null; platform: string | null }>;
+  /**
+   * Record state and update progress of a registered worker; returns its channel and platform,
+   * or null when no such worker has registered (the database was lost or restored): it must
+   * register again, with its channel and platform, rather than become a half-empty row.
+   */
+  recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null; platform: string | null } | null>;
   /** Append one update event (every report is kept). */
   recordReport(report: StoredReport): Promise<void>;
   /** One worker's row, or null. */

@@ -216,7 +216,7 @@ export class SqliteFleetStore implements FleetStore {
   private closed = false;
   private readonly statements: {
     upsertRegistration: Statement;
-    upsertHeartbeat: Statement;
+    updateHeartbeat: Statement;
     workerChannel: Statement;
     insertReport: Statement;
     getPolicy: Statement;
@@ -265,16 +265,12 @@ export class SqliteFleetStore implements FleetStore {
         ON CONFLICT (id) DO UPDATE SET pool = excluded.pool, channel = excluded.channel,
           platform = excluded.platform, version = excluded.version, state = 'starting',
           registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at`),
-      upsertHeartbeat: this.db.prepare(`
-        INSERT INTO workers (id, pool, version, state, update_to_version, update_state,
-          update_download_percent, update_reason, update_at, registered_at, last_seen_at)
-        VALUES (@id, @pool, @version, @state, @to_version, @update_state, @download_percent,
-          @reason, @update_at, @at, @at)
-        ON CONFLICT (id) DO UPDATE SET pool = excluded.pool, version = excluded.version,
-          state = excluded.state, update_to_version = excluded.update_to_version,
-          update_state = excluded.update_state, update_download_percent = excluded.update_download_percent,
-          update_reason = excluded.update_reason, update_at = excluded.update_at,
-          last_seen_at = excluded.last_seen_at`),
+      updateHeartbeat: this.db.prepare(`
+        UPDATE workers SET pool = @pool, version = @version, state = @state,
+          update_to_version = @to_version, update_state = @update_state,
+          update_download_percent = @download_percent, update_reason = @reason,
+          update_at = @update_at, last_seen_at = @at
+        WHERE id = @id`),
       workerChannel: this.db.prepare('SELECT channel, platform FROM workers WHERE id = ?'),
       insertReport: this.db.prepare(`
         INSERT INTO update_events (received_at, request_id, worker_id, pool, event, channel, platform,
@@ -339,7 +335,7 @@ export class SqliteFleetStore implements FleetStore {
     return this.batcher.write(() => this.statements.upsertRegistration.run(row));
   }
 
-  async recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null; platform: string | null }> {
+  async recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null; platform: string | null } | null> {
     const update = heartbeat.update;
     const row = {
       id: heartbeat.workerId,
@@ -353,7 +349,11 @@ export class SqliteFleetStore implements FleetStore {
       update_at: update ? heartbeat.at.toISOString() : null,
       at: heartbeat.at.toISOString(),
     };
-    await this.batcher.write(() => this.statements.upsertHeartbeat.run(row));
+    let known = false;
+    await this.batcher.write(() => {
+      known = this.statements.updateHeartbeat.run(row).changes > 0;
+    });
+    if (!known) return null;
     const found = this.statements.workerChannel.get(heartbeat.workerId) as { channel: string | null; platform: string | null } | undefined;
     return { channel: found?.channel ?? null, platform: found?.platform ?? null };
   }

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, type ServerAccepts } from '../../protocol/messages.js';
 import { REASON_CODES } from '../../protocol/reason-codes.js';
+import { HttpError } from '../http-error.js';
 import { addLogFields } from '../plugins/access-log.js';
 import { workerPool } from '../plugins/auth.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
@@ -95,13 +96,13 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Worker state and update progress',
         security: bearerSecurity,
         body: HeartbeatRequest,
-        response: { 200: HeartbeatResponse, ...errorResponses(400, 401, 403, 413, 415, 429, 503) },
+        response: { 200: HeartbeatResponse, ...errorResponses(400, 401, 403, 404, 413, 415, 429, 503) },
       },
     },
     async (request) => {
       const body = request.body;
       const pool = workerPool(request);
-      const { channel } = await app.fleet.recordHeartbeat({
+      const recorded = await app.fleet.recordHeartbeat({
         workerId: body.worker_id,
         pool,
         version: body.current_version,
@@ -109,6 +110,12 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         update: body.update ?? null,
         at: app.clock.now(),
       });
+      if (recorded === null) {
+        addLogFields(request, { event: 'worker_heartbeat', worker_id: body.worker_id, pool, result: 'unknown_worker' });
+        // Every worker version answers a 4xx to its heartbeat by registering again.
+        throw new HttpError(404, 'unknown_worker', `worker ${body.worker_id} has not registered: register again`);
+      }
+      const { channel } = recorded;
       const facts = await offeredFacts({ workerId: body.worker_id, pool, channel, currentVersion: body.current_version });
       const autoUpdate = await autoUpdateOf(pool);
       addLogFields(request, {
