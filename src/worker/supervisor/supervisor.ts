@@ -192,6 +192,11 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
     const reject = async (reason: ReasonCode, message: string): Promise<void> => {
       await updateState(layout, (s) => {
         delete s.pending_switch;
+        // The release was never installed: the next check must fetch its manifest again, not get a 304.
+        if (s.manifest_etags?.[pending.channel] !== undefined) {
+          const { [pending.channel]: _forgotten, ...others } = s.manifest_etags;
+          s.manifest_etags = others;
+        }
       });
       log.error({ event: 'worker_update_switch_refused', correlation_id: pending.correlation_id, to_version: pending.to_version, detail: message }, message);
       await reportFailure(reason);
@@ -318,18 +323,25 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
         exitCode = EXIT_CODES.usage;
         break;
       }
-      let watch = state.pending_watch ?? null;
+      const watch = state.pending_watch ?? null;
       if (!watch && (await readPointer(layout, 'launcher')) === null) {
         // An install root from before the launcher pointer: current, not under watch, is proven.
         await writePointer(layout, 'launcher', current);
       }
       if (watch && watch.to_version !== current) {
-        // The supervisor stopped after recording the watch but before the switch: nothing changed.
-        log.warn({ event: 'worker_update_switch_not_done', correlation_id: watch.correlation_id, to_version: watch.to_version, current }, 'the recorded switch never happened; running current');
+        // The supervisor stopped after recording the watch but before the switch: nothing changed
+        // yet, and the staged version is still wanted. Dropping it would leave this worker on the
+        // old version for good: its remembered ETag says the release was handled, so its checks
+        // get 304. So the switch is recorded again and carried out now (or refused, and then the
+        // ETag is forgotten: see switchToStaged).
+        log.warn({ event: 'worker_update_switch_not_done', correlation_id: watch.correlation_id, to_version: watch.to_version, current }, 'the recorded switch never happened; carrying it out now');
+        const { started_at: _startedAt, ...pending } = watch;
         await updateState(layout, (s) => {
           delete s.pending_watch;
+          s.pending_switch = pending;
         });
-        watch = null;
+        await switchToStaged(false);
+        continue;
       } else if (watch) {
         log.info({ event: 'worker_update_watch', correlation_id: watch.correlation_id, to_version: watch.to_version, health_window_ms: healthWindowMs }, 'watching the new version');
       }

@@ -109,8 +109,13 @@ describe('supervisor with fixture executables', { timeout: 300_000 }, () => {
       assert.match(logs[0] ?? '', /^2\.0\.0-.*\.log$/);
       assert.match(await readFile(join(root.layout.logsDir, logs[0] ?? ''), 'utf8'), /fixture_started/);
 
-      // The same version staged again (a worker that ignored rolled_back) is refused.
+      // The same version staged again (a worker that ignored rolled_back) is refused, and the
+      // channel's remembered ETag is forgotten: the release was not installed, so the next check
+      // must not be answered 304.
       await root.stage('2.0.0', '1.0.0');
+      await updateState(root.layout, (s) => {
+        s.manifest_etags = { stable: '"staged-release"' };
+      });
       await root.requestRestart();
       const refused = await program.waitForLine(eventIs('worker_update_switch_refused'));
       assert.equal(refused['to_version'], '2.0.0');
@@ -118,6 +123,7 @@ describe('supervisor with fixture executables', { timeout: 300_000 }, () => {
       assert.equal(failure['reason'], 'install_failed');
       await program.waitForLine((line) => line['event'] === 'worker_child_started' && program.lines.indexOf(line) > program.lines.indexOf(refused));
       assert.equal(await readPointer(root.layout, 'current'), '1.0.0');
+      assert.equal((await loadState(root.layout, () => 'unused')).manifest_etags?.['stable'], undefined);
       assert.equal(await stopGracefully(program), 0);
       assert.equal((await versionsStarted(root)).filter((v) => v === '2.0.0').length, 1, '2.0.0 ran once only');
     });
@@ -163,19 +169,24 @@ describe('supervisor with fixture executables', { timeout: 300_000 }, () => {
     assert.deepEqual(await versionsStarted(root), ['2.0.0']);
   });
 
-  test('a watch recorded before the switch happened is cleared, and current runs', async () => {
+  test('a watch recorded before the switch happened is carried out when restarted, not dropped', async () => {
     const root = await fixtureRoot();
     await root.install('1.0.0', 'ready');
     await root.install('2.0.0', 'ready');
     await root.makeCurrent('1.0.0');
-    const { updateState } = await import('../../../src/worker/install/state.js');
     await loadState(root.layout, () => 'w-1');
     await updateState(root.layout, (state) => {
       state.pending_watch = { to_version: '2.0.0', from_version: '1.0.0', correlation_id: 'c-1', channel: 'stable', started_at: new Date().toISOString() };
+      // Remembered when 2.0.0 was staged: dropping the switch would leave every later check a 304.
+      state.manifest_etags = { stable: '"release-2.0.0"' };
     });
     const program = supervise(root);
     await program.waitForLine(eventIs('worker_update_switch_not_done'));
-    await program.waitForLine((line) => line['event'] === 'worker_child_started' && line['child_version'] === '1.0.0');
+    await program.waitForLine((line) => line['event'] === 'worker_child_started' && line['child_version'] === '2.0.0' && line['watched'] === true);
+    const success = await program.waitForLine(eventIs('worker_update_success'));
+    assert.equal(success['to_version'], '2.0.0');
+    assert.equal(success['correlation_id'], 'c-1');
+    assert.equal(await readPointer(root.layout, 'current'), '2.0.0');
     assert.equal((await loadState(root.layout, () => 'unused')).pending_watch, undefined);
     assert.equal(await stopGracefully(program), 0);
   });
