@@ -1,13 +1,12 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../../shared/clock.js';
 import { CodedError, errorMessage } from '../../shared/errors.js';
-import type { RolloutAction, RolloutState, RolloutStatus } from '../../protocol/rollouts.js';
+import type { RolloutAction, RolloutPlan, RolloutState, RolloutStatus } from '../../protocol/rollouts.js';
 import type { FleetStore, LiveWorker, RolloutRecord } from '../fleet/fleet-store.js';
 import type { ManifestCache } from '../manifest-cache.js';
 import { DEFAULT_HALT_SETTINGS, type HaltSettings } from './failure-rate.js';
 import { OfferService, type OfferDecision, type OfferRequest, type OfferStep } from './offers.js';
 import { nextWindowChange } from './maintenance-window.js';
-import type { RolloutPlan } from '../../protocol/rollouts.js';
 import { rolloutProgress, type RolloutProgress } from './progress.js';
 import type { CachedRollout } from './rollout-cache.js';
 import { postWebhook } from './webhook.js';
