@@ -15,7 +15,14 @@ export class WorkerMetrics {
   readonly #successes = new Counter({ name: 'worker_update_success_total', help: 'Updates that passed the health watch', registers: [this.registry] });
   readonly #failures = new Counter({
     name: 'worker_update_failure_total',
-    help: 'Failed updates, rollbacks included, by reason code',
+    help: 'Failed updates, by reason code (rollbacks count in worker_update_rollback_total)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  // A rollback is counted as a rollback, as on the server: one meaning per metric name.
+  readonly #rollbacks = new Counter({
+    name: 'worker_update_rollback_total',
+    help: 'Automatic rollbacks, by reason code',
     labelNames: ['reason'],
     registers: [this.registry],
   });
@@ -29,6 +36,7 @@ export class WorkerMetrics {
   recordUpdateEvent(event: UpdateEvent, reason?: ReasonCode): void {
     if (event === 'attempt') this.#attempts.inc();
     else if (event === 'success') this.#successes.inc();
+    else if (event === 'rollback') this.#rollbacks.inc({ reason: reason ?? 'crashed_on_start' });
     else this.#failures.inc({ reason: reason ?? 'install_failed' });
   }
 
