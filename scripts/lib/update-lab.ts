@@ -28,7 +28,7 @@ export interface WorkerOptions {
 
 /**
  * A whole update system on this machine, driven only through its external interfaces: the three
- * CLIs and the HTTP API (contract sections 3 to 5). The demo and the end-to-end tests both use it,
+ * CLIs and the HTTP API (docs/protocol.md, sections 3 and 4; docs/release-tool.md). The demo and the end-to-end tests both use it,
  * so what the demo shows is what the tests assert.
  */
 export class UpdateLab {

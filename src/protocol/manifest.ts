@@ -3,7 +3,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { PLATFORM_PATTERN } from './platform.js';
 import { MAX_VERSION_LENGTH, SEMVER_PATTERN } from './version.js';
 
-/** The manifest file name in a channel folder of the store (contract section 2). */
+/** The manifest file name in a channel folder of the store (docs/protocol.md, section 2). */
 export const MANIFEST_FILE_NAME = 'worker-release.json';
 export const MANIFEST_TYPE = 'worker-release';
 export const MANIFEST_SCHEMA_VERSION = 1;
@@ -77,7 +77,7 @@ export type ReleaseManifest = Static<typeof ReleaseManifest>;
 export const releaseManifestChecker = TypeCompiler.Compile(ReleaseManifest);
 export const signedReleaseChecker = TypeCompiler.Compile(SignedRelease);
 
-/** Store keys (contract section 2): the same on a folder and on S3. */
+/** Store keys (docs/protocol.md, section 2): the same on a folder and on S3. */
 export const storeKeys = {
   manifest: (channel: string) => `channels/${channel}/${MANIFEST_FILE_NAME}`,
   history: (channel: string, serial: number) => `channels/${channel}/history/${serial}.json`,

@@ -117,7 +117,7 @@ export const HeartbeatResponse = Type.Object({
 });
 export type HeartbeatResponse = Static<typeof HeartbeatResponse>;
 
-/** Every error response: `{"error": {"code", "message"}}` (contract section 3). */
+/** Every error response: `{"error": {"code", "message"}}` (docs/protocol.md, section 3). */
 export const ErrorResponse = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String() }),
 });

@@ -1,6 +1,6 @@
 /**
  * Platform names are Node's `<process.platform>-<process.arch>`, with `-musl` on Linux builds
- * against musl libc (contract section 1).
+ * against musl libc (docs/protocol.md, section 1).
  */
 export const PLATFORMS = [
   'linux-x64',

@@ -1,7 +1,7 @@
 import { CodedError } from '../shared/errors.js';
 
 /**
- * Reason codes (contract section 6). They are stable: the report's `reason`, the log's `reason`
+ * Reason codes (docs/protocol.md, section 5). They are stable: the report's `reason`, the log's `reason`
  * and the metric label `reason` all carry these strings. Add codes; never rename one.
  */
 export const REASON_CODES = [

@@ -85,7 +85,7 @@ export async function storeArtifact(store: ReleaseStore, version: string, source
 /** A url with a scheme (`https://…`): served from outside the store's own layout. */
 const ABSOLUTE_URL = /^[a-z][a-z0-9+.-]*:/i;
 
-/** Where workers may download from (contract section 1): https, or http only to a loopback host; no query or fragment. */
+/** Where workers may download from (docs/protocol.md, section 1): https, or http only to a loopback host; no query or fragment. */
 export function isServableUrl(url: URL): boolean {
   const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
   return (url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) && !url.search && !url.hash;

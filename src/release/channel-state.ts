@@ -110,7 +110,7 @@ export function assertNewerThanCurrent(state: ChannelState, version: string, all
 }
 
 /**
- * The last publish steps (contract section 2): the history entry, then the channel's current
+ * The last publish steps (docs/protocol.md, section 2): the history entry, then the channel's current
  * manifest, last of all, so that a reader never sees a manifest before everything it names.
  */
 export async function writeChannelManifest(store: ReleaseStore, manifest: ReleaseManifest): Promise<void> {

@@ -40,7 +40,7 @@ export async function readPrivateKeyFiles(paths: readonly string[]): Promise<Pri
 }
 
 /**
- * A trusted public key as given on the command line (contract section 1): base64 of the raw
+ * A trusted public key as given on the command line (docs/protocol.md, section 1): base64 of the raw
  * 32 bytes, or the path of a file holding a PEM public key (or the base64 `.pub` keygen writes).
  */
 export async function readTrustedKey(argument: string): Promise<PublicKey> {

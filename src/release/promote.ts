@@ -56,7 +56,7 @@ async function readVerifiedSource(store: ReleaseStore, channel: string, keys: re
 }
 
 /**
- * Promote what a channel runs to another channel (contract section 5): verify the source
+ * Promote what a channel runs to another channel (docs/release-tool.md; docs/protocol.md, section 2): verify the source
  * manifest and its stored artifacts, then sign the same release (version, artifacts, urls,
  * hashes, sizes, minimum and recommended versions, notes) for the target channel with its
  * next serial and fresh times, and write it the way publish does: history, then manifest.

@@ -59,7 +59,7 @@ export function assertNotesWithinLimit(notes: string | undefined): void {
   }
 }
 
-/** `--base-url`: https, or http only to a loopback host (contract section 1). */
+/** `--base-url`: https, or http only to a loopback host (docs/protocol.md, section 1). */
 export function parseBaseUrl(text: string): URL {
   let url: URL;
   try {
@@ -106,7 +106,7 @@ function checkRequest(options: PublishOptions): URL | undefined {
 }
 
 /**
- * Publish a release to a channel (contract sections 1, 2 and 5):
+ * Publish a release to a channel (docs/protocol.md, sections 1 and 2; docs/release-tool.md):
  * 1. refuse what is wrong before any upload (flags, keys, the channel's current state);
  * 2. store every artifact and re-hash it from the store;
  * 3. build `signed` with serial = highest seen + 1, sign with every key, verify the result;

@@ -120,7 +120,7 @@ async function measureArtifacts(store: ReleaseStore, earlier: EarlierRelease, lo
 }
 
 /**
- * Roll a channel back to a version it released before (contract section 5):
+ * Roll a channel back to a version it released before (docs/release-tool.md; docs/protocol.md, section 2):
  * 1. refuse what is wrong before reading the store (flags, keys);
  * 2. read the channel's state as publish does; the version must be older than the current one;
  * 3. find the newest history entry of that version, and re-hash each artifact it names from the store;

@@ -2,7 +2,7 @@ import { CodedError } from '../shared/errors.js';
 
 /**
  * An error that becomes an HTTP response: `{"error": {"code", "message"}}` with `statusCode`
- * (contract section 3). Codes are snake_case and stable; clients branch on them.
+ * (docs/protocol.md, section 3). Codes are snake_case and stable; clients branch on them.
  */
 export class HttpError extends CodedError<string> {
   readonly statusCode: number;

@@ -41,7 +41,7 @@ export type ServedSerials = Pick<FleetStore, 'highestServedSerial' | 'raiseServe
 
 /**
  * The channel manifests, read from the release store at most once per TTL and verified against
- * the release keys before anything is served (contract section 3). A manifest that fails
+ * the release keys before anything is served (docs/protocol.md, section 3). A manifest that fails
  * verification is never served: it is logged with its reason code, and the last good manifest of
  * that channel keeps being served until it expires. The serial may never go down: the highest
  * one served is kept in the fleet store, so a store that is rolled back to an old, validly signed

@@ -6,7 +6,7 @@ import { KeyFormatError, parsePublicKey, type PublicKey } from '../trust/keys.js
 const RAW_KEY_BASE64 = /^[A-Za-z0-9+/]{43}=$/;
 
 /**
- * The release public keys from the configuration (contract section 1): each is base64 of the raw
+ * The release public keys from the configuration (docs/protocol.md, section 1): each is base64 of the raw
  * 32 bytes, or a path to a file holding a PEM key or that base64 (as `bytebiota-release keygen`
  * writes `<name>.pub`). Any key that does not parse stops the server: fail closed.
  */

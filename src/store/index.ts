@@ -9,7 +9,7 @@ export { FolderStore } from './folder-store.js';
 export { S3Store, parseS3Location, s3ClientConfigFromEnv, type S3Location } from './s3-store.js';
 
 /**
- * Open the store a location names (contract section 2): `s3://bucket/prefix` for S3 or an
+ * Open the store a location names (docs/protocol.md, section 2): `s3://bucket/prefix` for S3 or an
  * S3-compatible server (settings from the environment, see s3ClientConfigFromEnv), anything
  * else a folder path. Nothing is contacted here; call ping() to check reachability.
  */

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { CodedError } from '../shared/errors.js';
 
 /**
- * Where releases live (contract section 2): `channels/<channel>/worker-release.json`,
+ * Where releases live (docs/protocol.md, section 2): `channels/<channel>/worker-release.json`,
  * `channels/<channel>/history/<serial>.json`, `artifacts/<version>/<file>`. The same keys on a
  * folder and on S3; keys always use `/`.
  */

@@ -9,7 +9,7 @@ export class KeyFormatError extends CodedError<'key_invalid'> {
 }
 
 export interface PublicKey {
-  /** Lowercase hex SHA-256 of the raw 32-byte key (contract section 1). */
+  /** Lowercase hex SHA-256 of the raw 32-byte key (docs/protocol.md, section 1). */
   keyid: string;
   raw: Buffer;
   key: KeyObject;

@@ -3,7 +3,7 @@ import { canonicalBytes } from '../protocol/canonical-json.js';
 import type { ReleaseManifest, Signature, SignedRelease } from '../protocol/manifest.js';
 import type { PrivateKey } from './keys.js';
 
-/** Ed25519 signature over the RFC 8785 bytes of `signed` (contract section 1). */
+/** Ed25519 signature over the RFC 8785 bytes of `signed` (docs/protocol.md, section 1). */
 export function signRelease(signed: SignedRelease, key: PrivateKey): Signature {
   return { keyid: key.keyid, sig: sign(null, canonicalBytes(signed), key.key).toString('base64') };
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { currentPlatform } from '../protocol/platform.js';
 
-/** What `bytebiota-worker --version --json` prints (contract section 4). */
+/** What `bytebiota-worker --version --json` prints (docs/protocol.md, section 4). */
 export interface WorkerBuildInfo {
   version: string;
   commit: string;
@@ -63,7 +63,7 @@ export function buildInfo(): WorkerBuildInfo {
   return cached;
 }
 
-/** The text of `--version`: the contract's first line, then one `key: value` line each. */
+/** The text of `--version`: the first line docs/protocol.md, section 4 fixes, then one `key: value` line each. */
 export function formatVersionText(info: WorkerBuildInfo): string {
   return [
     `bytebiota-worker ${info.version}`,

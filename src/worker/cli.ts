@@ -28,7 +28,7 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
-/** The options `run` and `supervise` share (contract section 4). */
+/** The options `run` and `supervise` share (docs/protocol.md, section 4). */
 function addRunOptions(command: Command): Command {
   return command
     .option('--config <file>', 'JSON config file (keys in docs/environment.md)')

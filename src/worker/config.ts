@@ -5,7 +5,7 @@ import { parsePublicKey, type PublicKey } from '../trust/keys.js';
 import { UsageError, errorMessage } from '../shared/errors.js';
 
 /**
- * The worker's settings (contract section 4, plan B3.3). Each comes from, in order of
+ * The worker's settings (docs/protocol.md, section 4; plan B3.3). Each comes from, in order of
  * precedence: a command-line flag, an environment variable, the JSON `--config` file, the
  * default. Everything is validated up front; any mistake is a UsageError (exit code 2) that
  * names where the bad value came from.
@@ -20,7 +20,7 @@ export interface RunConfig {
   /** As given (base64 or a PEM file path), for handing on to the supervised child. */
   trustedKeySources: string[];
   trustedKeys: PublicKey[];
-  /** How many distinct trusted keys must have signed a manifest (contract section 1); default 1. */
+  /** How many distinct trusted keys must have signed a manifest (docs/protocol.md, section 1); default 1. */
   trustedKeyThreshold: number;
   autoUpdateEnabled: boolean;
   /** One-shot actions: flags only, never from a file or the environment. */
@@ -191,7 +191,7 @@ function asKeyList(raw: Raw): string[] {
 }
 
 async function loadTrustedKey(source: string, origin: string, read: (path: string) => Promise<string>): Promise<PublicKey> {
-  // Contract section 1: base64 of the raw 32 bytes, or a PEM file path.
+  // docs/protocol.md, section 1: base64 of the raw 32 bytes, or a PEM file path.
   let text = source;
   if (!BASE64_RAW_KEY.test(source)) {
     try {
@@ -315,7 +315,7 @@ export async function resolveConfig(command: 'run' | 'supervise', sources: Confi
   if (serverUrl !== null && token === null) {
     throw new UsageError(`a server URL needs a worker token: ${SETTINGS.token.env} (preferred: not visible in ps), the config file's "token", or --token`);
   }
-  // Fail closed (contract section 1): without trust there is nothing to check a release against.
+  // Fail closed (docs/protocol.md, section 1): without trust there is nothing to check a release against.
   if (forceUpdate && trustedKeys.length === 0) {
     throw new UsageError('--force-update needs at least one --trusted-key: a release cannot be installed without verifying its signature');
   }

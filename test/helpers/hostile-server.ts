@@ -7,7 +7,7 @@ import type { SignedRelease } from '../../src/protocol/manifest.js';
 import type { PrivateKey } from '../../src/trust/keys.js';
 
 /**
- * An update server that lies. It speaks the worker routes of contract section 3 well enough for a
+ * An update server that lies. It speaks the worker routes of docs/protocol.md, section 3, well enough for a
  * real worker to register, heartbeat and report, and answers the manifest and artifact routes
  * with whatever a scenario scripts: unsigned or mis-signed manifests, stale serials, bytes of
  * another release, bodies that never end or arrive a few bytes a second. Every report body is

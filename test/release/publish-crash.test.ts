@@ -13,7 +13,7 @@ import { listFiles, RELEASE_MAIN, runRelease } from './release-cli.js';
 import { seededRandom } from '../helpers/seeded-random.js';
 
 /**
- * Crash consistency of publish (contract section 2): SIGKILL the real program at random
+ * Crash consistency of publish (docs/protocol.md, section 2): SIGKILL the real program at random
  * instants and check that the store always holds the old manifest or the new one, and that
  * every manifest in it names artifacts that are present, whole and exactly as signed.
  */

@@ -7,7 +7,7 @@ function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-/** The `bytebiota-server` command line (contract section 3). */
+/** The `bytebiota-server` command line (docs/protocol.md, section 3). */
 export function buildProgram(env: Record<string, string | undefined>, print: (line: string) => void): Command {
   const program = new Command('bytebiota-server')
     .description('The ByteBiota update server: signed manifests, artifacts, reports, handshake, fleet view')

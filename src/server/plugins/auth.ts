@@ -11,7 +11,7 @@ export interface AuthOptions {
 }
 
 /**
- * Bearer-token auth (contract section 3). Each route names the role it admits in its config
+ * Bearer-token auth (docs/protocol.md, section 3). Each route names the role it admits in its config
  * (`config.auth`); the token is looked up by its public id and its secret compared in constant
  * time against the stored SHA-256. 401 for a missing, malformed, unknown or revoked token; 403
  * for a valid token of the wrong role. The token itself is never logged (the logger redacts the

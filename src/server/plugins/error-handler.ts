@@ -50,7 +50,7 @@ export function describeError(error: unknown): { status: number; body: ErrorBody
 }
 
 /**
- * Every error leaves as `{"error": {"code", "message"}}` with a fitting status (contract
+ * Every error leaves as `{"error": {"code", "message"}}` with a fitting status (docs/protocol.md,
  * section 3), including Fastify's own validation, not-found, body-size and content-type errors.
  * Internal errors are logged with their stack and answered without details.
  */

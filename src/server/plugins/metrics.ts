@@ -13,7 +13,7 @@ import type { FleetStore } from '../fleet/fleet-store.js';
 const MAX_VERSION_LABELS = 500;
 
 /**
- * The server's Prometheus metrics (contract section 6), in their own Registry so that tests and
+ * The server's Prometheus metrics (docs/protocol.md, section 6), in their own Registry so that tests and
  * several apps in one process never share counters.
  *
  * Report counters are labelled by `channel` and `to_version`; failures also by `reason`.

@@ -6,7 +6,7 @@ import fp from 'fastify-plugin';
 export const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
- * The correlation id of a request (contract section 3): the client's `X-Request-Id` when it is
+ * The correlation id of a request (docs/protocol.md, section 3): the client's `X-Request-Id` when it is
  * safe to echo, else a new UUID. Fastify puts it on every log line of the request as
  * `correlation_id`; the plugin below returns it on every response.
  */

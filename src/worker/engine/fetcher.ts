@@ -142,7 +142,7 @@ function failDownload(message: string, cause?: unknown): UpdateError {
 
 /**
  * Download one artifact to `partialPath`, resumably, and verify it against its signed size and
- * SHA-256. The steps (contract section 4, "nothing enters versions/ before size and SHA-256 pass"):
+ * SHA-256. The steps (docs/protocol.md, section 4: "nothing enters versions/ before size and SHA-256 pass"):
  * 1. keep the bytes of an earlier attempt when the sidecar describes the same artifact, re-hashing them;
  * 2. check free space for the rest plus a reserve (disk_full before a byte is written);
  * 3. GET, with `Range: bytes=N-` and `If-Range` when resuming; a 200 means the file changed: start over;

@@ -84,7 +84,7 @@ async function errorCodeOf(body: Dispatcher.ResponseData['body']): Promise<strin
 }
 
 /**
- * GET the channel's latest signed manifest for this worker (contract section 3). The bytes are
+ * GET the channel's latest signed manifest for this worker (docs/protocol.md, section 3). The bytes are
  * returned unverified: the caller verifies them before believing anything in them. Outcomes:
  * 200 → the bytes (at most MAX_MANIFEST_BYTES, else manifest_invalid); 304 → not_modified;
  * 404 `no_release` → no_release; network errors, timeouts, other statuses → manifest_fetch_failed.
@@ -138,7 +138,7 @@ function isLoopbackHost(hostname: string): boolean {
 }
 
 /**
- * The artifact URL of a manifest entry (contract section 1): absolute, or relative to the URL the
+ * The artifact URL of a manifest entry (docs/protocol.md, section 1): absolute, or relative to the URL the
  * manifest was fetched from. Only https, or http to a loopback host; no credentials in the URL.
  * Anything else is download_failed before a connection is made.
  */

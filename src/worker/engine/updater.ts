@@ -37,7 +37,7 @@ export interface UpdaterContext {
    */
   force: boolean;
   correlationId: string;
-  /** Progress for heartbeats (`update` in contract section 3). */
+  /** Progress for heartbeats (`update` in docs/protocol.md, section 3). */
   onProgress?(p: UpdateProgress): void;
   /** Called once the fetched manifest verified: the release this attempt acts on, for its reports. */
   onManifestVerified?(release: { version: string; serial: number }): void;
@@ -67,7 +67,7 @@ async function rememberEtag(ctx: UpdaterContext, etag: string | null | undefined
   });
 }
 
-/** GET `latest` as this worker asks for it (contract section 3), with `etag` as If-None-Match. */
+/** GET `latest` as this worker asks for it (docs/protocol.md, section 3), with `etag` as If-None-Match. */
 export function fetchLatestFor(ctx: UpdaterContext, etag: string | undefined): ReturnType<typeof fetchLatestManifest> {
   return fetchLatestManifest({
     serverUrl: ctx.serverUrl,

@@ -3,7 +3,7 @@ import { currentPlatform, executableName } from '../../protocol/platform.js';
 import { isValidVersion } from '../../protocol/version.js';
 
 /**
- * The install root (contract section 4) and the engine's working folders:
+ * The install root (docs/protocol.md, section 4) and the engine's working folders:
  *
  * ```
  * versions/<version>/bytebiota-worker[.exe]   complete and verified; versions/<v>/.complete is the mark, written last

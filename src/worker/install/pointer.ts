@@ -49,7 +49,7 @@ export async function readPointer(layout: InstallLayout, which: PointerName): Pr
 }
 
 /**
- * Point `which` at a version by one atomic rename (contract section 4: "current changes by one
+ * Point `which` at a version by one atomic rename (docs/protocol.md, section 4: "current changes by one
  * atomic rename"). Symlink: create it at a temp name beside the pointer, rename it over the
  * pointer (rename(2) replaces a symlink atomically), fsync the root. Pointer file: the same
  * sequence through writeFileAtomic. A reader sees the old version or the new one, never neither.

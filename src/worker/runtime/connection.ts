@@ -69,7 +69,7 @@ function errorCodeOf(body: string): string | undefined {
   }
 }
 
-/** The worker's calls to `bytebiota-server` (contract section 3), each mapped to one error code. */
+/** The worker's calls to `bytebiota-server` (docs/protocol.md, section 3), each mapped to one error code. */
 export class ServerClient {
   readonly serverUrl: string;
   readonly #token: string;

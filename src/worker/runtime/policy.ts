@@ -1,7 +1,7 @@
 import { isNewerVersion } from '../../protocol/version.js';
 
 /**
- * The start-up and update policy (contract section 4, plan B3.2), as pure functions so that every
+ * The start-up and update policy (docs/protocol.md, section 4; plan B3.2), as pure functions so that every
  * combination is a row in a table test.
  */
 export interface PolicyInput {
@@ -52,7 +52,7 @@ export function nextCheckDelayMs(checkIntervalS: number, random: () => number = 
   return Math.round(checkIntervalS * 1000 * (0.8 + 0.4 * random()));
 }
 
-/** Exit codes of `bytebiota-worker` (contract section 4). */
+/** Exit codes of `bytebiota-worker` (docs/protocol.md, section 4). */
 export const EXIT_CODES = {
   ok: 0,
   usage: 2,

@@ -3,7 +3,7 @@ import { compareVersions } from '../../protocol/version.js';
 import type { WorkerStateFile } from '../install/state.js';
 
 /**
- * What this process's heartbeats say about the last update when it starts (contract section 3:
+ * What this process's heartbeats say about the last update when it starts (docs/protocol.md, section 3:
  * the heartbeat's `update`, so that the fleet view shows where each worker is). The supervisor
  * records its part in state.json, and the version it starts reads it back:
  * - the version being watched after a switch (`pending_watch` names it): `watching`, which

@@ -87,7 +87,7 @@ export interface WorkLoopOptions {
 
 /**
  * Runs units until told to stop. A stop request (SIGTERM) lets the current unit finish and be
- * recorded: units are never cut in half (contract section 4).
+ * recorded: units are never cut in half (docs/protocol.md, section 4).
  */
 export class WorkLoop {
   readonly #options: WorkLoopOptions;

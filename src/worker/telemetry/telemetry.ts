@@ -5,7 +5,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { ReportQueue } from './report-queue.js';
 
-/** The structured log events of contract section 6; the names are stable. */
+/** The structured log events of docs/protocol.md, section 6; the names are stable. */
 export const LOG_EVENTS = {
   attempt: 'worker_update_attempt',
   success: 'worker_update_success',
