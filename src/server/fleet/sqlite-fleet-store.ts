@@ -313,6 +313,15 @@ export class SqliteFleetStore implements FleetStore {
     this.authCache = new AuthReadCache({ readEpoch: () => this.statements.authEpoch.get() as number });
   }
 
+  /** A write through the group commit that returns what `apply` computed in its transaction. */
+  private async writeReturning<T>(apply: () => T): Promise<T> {
+    let result: T | undefined;
+    await this.batcher.write(() => {
+      result = apply();
+    });
+    return result as T;
+  }
+
   async ping(): Promise<void> {
     const failure = this.syncer?.failure;
     if (failure) throw new FleetStoreError('database_unavailable', `SQLite database ${this.path} is not durable: ${failure.message}`, { cause: failure });
@@ -349,10 +358,7 @@ export class SqliteFleetStore implements FleetStore {
       update_at: update ? heartbeat.at.toISOString() : null,
       at: heartbeat.at.toISOString(),
     };
-    let known = false;
-    await this.batcher.write(() => {
-      known = this.statements.updateHeartbeat.run(row).changes > 0;
-    });
+    const known = await this.writeReturning(() => this.statements.updateHeartbeat.run(row).changes > 0);
     if (!known) return null;
     const found = this.statements.workerChannel.get(heartbeat.workerId) as { channel: string | null; platform: string | null } | undefined;
     return { channel: found?.channel ?? null, platform: found?.platform ?? null };
@@ -427,27 +433,24 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async createRollout(rollout: RolloutRecord): Promise<boolean> {
-    let created = false;
-    await this.batcher.write(() => {
-      created =
-        this.statements.insertRollout.run({
-          channel: rollout.channel,
-          serial: rollout.serial,
-          version: rollout.version,
-          manifest: rollout.manifest,
-          expires_at: rollout.expiresAt.toISOString(),
-          urgent: rollout.urgent ? 1 : 0,
-          plan: JSON.stringify(rollout.plan),
-          state: rollout.state,
-          state_reason: rollout.stateReason,
-          state_changed_at: rollout.stateChangedAt.toISOString(),
-          state_changed_by: rollout.stateChangedBy,
-          failures_counted_from: rollout.failuresCountedFrom.toISOString(),
-          waves_started: JSON.stringify(rollout.wavesStarted.map((at) => at.toISOString())),
-          started_at: rollout.startedAt.toISOString(),
-        }).changes > 0;
+    return this.writeReturning(() => {
+      return this.statements.insertRollout.run({
+        channel: rollout.channel,
+        serial: rollout.serial,
+        version: rollout.version,
+        manifest: rollout.manifest,
+        expires_at: rollout.expiresAt.toISOString(),
+        urgent: rollout.urgent ? 1 : 0,
+        plan: JSON.stringify(rollout.plan),
+        state: rollout.state,
+        state_reason: rollout.stateReason,
+        state_changed_at: rollout.stateChangedAt.toISOString(),
+        state_changed_by: rollout.stateChangedBy,
+        failures_counted_from: rollout.failuresCountedFrom.toISOString(),
+        waves_started: JSON.stringify(rollout.wavesStarted.map((at) => at.toISOString())),
+        started_at: rollout.startedAt.toISOString(),
+      }).changes > 0;
     });
-    return created;
   }
 
   async listRollouts(channel: string, limit: number): Promise<RolloutRecord[]> {
@@ -468,44 +471,39 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async setRolloutState(channel: string, serial: number, fromStates: readonly RolloutState[], change: RolloutStateChange): Promise<boolean> {
-    let changed = false;
-    await this.batcher.write(() => {
-      changed =
-        this.db
-          .prepare(
-            `UPDATE rollouts SET state = ?, state_reason = ?, state_changed_at = ?, state_changed_by = ?,
-               failures_counted_from = CASE WHEN ? THEN ? ELSE failures_counted_from END
-             WHERE channel = ? AND serial = ? AND state IN (${fromStates.map(() => '?').join(', ')})`,
-          )
-          .run(
-            change.state,
-            change.reason,
-            change.at.toISOString(),
-            change.by,
-            change.restartFailureCount ? 1 : 0,
-            change.at.toISOString(),
-            channel,
-            serial,
-            ...fromStates,
-          ).changes > 0;
+    return this.writeReturning(() => {
+      return this.db
+        .prepare(
+          `UPDATE rollouts SET state = ?, state_reason = ?, state_changed_at = ?, state_changed_by = ?,
+             failures_counted_from = CASE WHEN ? THEN ? ELSE failures_counted_from END
+           WHERE channel = ? AND serial = ? AND state IN (${fromStates.map(() => '?').join(', ')})`,
+        )
+        .run(
+          change.state,
+          change.reason,
+          change.at.toISOString(),
+          change.by,
+          change.restartFailureCount ? 1 : 0,
+          change.at.toISOString(),
+          channel,
+          serial,
+          ...fromStates,
+        ).changes > 0;
     });
-    return changed;
   }
 
   async startRolloutWave(channel: string, serial: number, waveIndex: number, at: Date): Promise<boolean> {
-    let started = false;
-    await this.batcher.write(() => {
+    return this.writeReturning(() => {
       const row = this.db.prepare("SELECT waves_started FROM rollouts WHERE channel = ? AND serial = ? AND state = 'active'").get(channel, serial) as
         | { waves_started: string }
         | undefined;
-      if (!row) return;
+      if (!row) return false;
       const waves = JSON.parse(row.waves_started) as string[];
-      if (waves.length !== waveIndex) return;
+      if (waves.length !== waveIndex) return false;
       waves.push(at.toISOString());
       this.db.prepare('UPDATE rollouts SET waves_started = ? WHERE channel = ? AND serial = ?').run(JSON.stringify(waves), channel, serial);
-      started = true;
+      return true;
     });
-    return started;
   }
 
   admitWorker(admission: AdmissionRecord): Promise<void> {
@@ -624,12 +622,10 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async revokeToken(id: string, at: Date): Promise<boolean> {
-    let changed = false;
-    await this.batcher.write(() => {
+    return this.writeReturning(() => {
       this.authCache.clear();
-      changed = this.statements.revokeToken.run(at.toISOString(), id).changes > 0;
+      return this.statements.revokeToken.run(at.toISOString(), id).changes > 0;
     });
-    return changed;
   }
 
   async listTokens(): Promise<TokenRecord[]> {

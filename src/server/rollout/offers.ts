@@ -81,17 +81,17 @@ export class OfferService {
     const head = await this.options.manifests.current(channel);
     let rollouts = await this.cache.rollouts(channel);
     if (head && (rollouts[0]?.record.serial ?? 0) < head.signed.serial) {
-      await this.startRollout(channel, head.bytes, head.signed.serial);
+      await this.startRollout(channel, head.bytes, head.signed);
       rollouts = await this.cache.rollouts(channel);
     }
     return rollouts;
   }
 
-  private startRollout(channel: string, bytes: Buffer, serial: number): Promise<void> {
-    const key = `${channel}/${serial}`;
+  private startRollout(channel: string, bytes: Buffer, signed: SignedRelease): Promise<void> {
+    const key = `${channel}/${signed.serial}`;
     let pending = this.starting.get(key);
     if (!pending) {
-      pending = this.createRollout(channel, bytes).finally(() => this.starting.delete(key));
+      pending = this.createRollout(channel, bytes, signed).finally(() => this.starting.delete(key));
       this.starting.set(key, pending);
     }
     return pending;
@@ -104,10 +104,8 @@ export class OfferService {
    * nothing older to protect. A rollback release (allow_downgrade, older than the release before
    * it) is urgent: every worker is offered it at once.
    */
-  private async createRollout(channel: string, bytes: Buffer): Promise<void> {
+  private async createRollout(channel: string, bytes: Buffer, signed: SignedRelease): Promise<void> {
     const { fleet, clock, logger } = this.options;
-    const parsed = JSON.parse(bytes.toString('utf8')) as { signed: SignedRelease };
-    const signed = parsed.signed;
     const existing = await fleet.listRollouts(channel, ROLLBACK_LOOKBACK);
     if (existing.some((r) => r.serial >= signed.serial)) return;
     const previous = existing[0] ?? null;

@@ -46,7 +46,7 @@ export const rolloutRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const { channel, serial } = request.query;
-      if (serial !== undefined && channel === undefined) throw new HttpError(400, 'invalid_request', 'serial needs a channel');
+      if (serial !== undefined && channel === undefined) throw new HttpError(400, 'invalid_request', 'serial names a rollout of one channel: add channel=C to the query');
       let rollouts;
       try {
         rollouts = serial !== undefined && channel !== undefined ? [await app.rollouts.status(channel, Number(serial))] : await app.rollouts.statuses(channel);
