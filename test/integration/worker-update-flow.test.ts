@@ -85,9 +85,12 @@ describe('worker update flow', { concurrency: 3 }, () => {
     assert.equal(await currentVersion(root), '1.1.0');
     await assertRuns(root, '1.1.0');
 
-    // Several more checks pass: 1.2.0 is skipped (or unchanged since the last check: 304), never attempted again.
+    // Several more checks pass: 1.2.0 is skipped (or unchanged since the last check: 304), never
+    // attempted again. Once the server's next evaluation has halted the 1.2.0 rollout on this
+    // rollback (1 of 1 workers failed), the answer is "nothing new" (no_release) instead.
     const afterRollback = worker.events.length;
-    const skippedOrUnchanged = (line: LogLine) => line['skipped_version'] === '1.2.0' || line['result'] === 'not_modified';
+    const skippedOrUnchanged = (line: LogLine) =>
+      line['skipped_version'] === '1.2.0' || line['result'] === 'not_modified' || line['result'] === 'no_release';
     await event(worker, 'worker_update_check', skippedOrUnchanged, afterRollback);
     await event(worker, 'worker_update_check', skippedOrUnchanged, worker.events.length);
     const retried = worker.events.slice(afterRollback).filter((line) => line.event === 'worker_update_attempt');
