@@ -43,6 +43,18 @@ export default tseslint.config(
   // checks, downloads and verifies into it; runtime/ and supervisor/ are the two programs on top.
   // Each folder may import only downward; runtime/ uses the engine through updater and
   // switch-recheck, never its internals.
+  // Type-aware rules across src/: a promise nobody awaits or handles is a failure nobody sees.
+  // require-await stays off: many async methods implement an async interface without awaiting.
+  ...tseslint.configs.recommendedTypeChecked.map((config) => ({ ...config, files: ['src/**/*.ts'] })),
+  {
+    files: ['src/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/require-await': 'off',
+    },
+  },
   ...workerLayer('install', ['engine', 'runtime', 'supervisor', 'telemetry']),
   ...workerLayer('engine', ['runtime', 'supervisor', 'telemetry']),
   ...workerLayer('telemetry', ['engine', 'install', 'supervisor']),

@@ -1,5 +1,5 @@
 import { CommanderError } from 'commander';
-import { CodedError, errorMessage } from '../shared/errors.js';
+import { isCodedError, errorMessage } from '../shared/errors.js';
 import { buildProgram } from './cli/program.js';
 
 /** Exit codes: 0 normal, 1 unexpected failure, 2 usage or configuration error. */
@@ -12,7 +12,7 @@ async function main(argv: string[]): Promise<void> {
       process.exit(err.exitCode === 0 ? 0 : 2);
     }
     const usage =
-      err instanceof CodedError && ['usage', 'key_invalid', 'database_unavailable', 'database_schema_newer'].includes(err.code);
+      isCodedError(err) && ['usage', 'key_invalid', 'database_unavailable', 'database_schema_newer'].includes(err.code);
     process.stderr.write(`bytebiota-server: ${errorMessage(err)}\n`);
     process.exit(usage ? 2 : 1);
   }

@@ -13,6 +13,14 @@ export class CodedError<Code extends string = string> extends Error {
   }
 }
 
+/**
+ * `err instanceof CodedError` narrows to `CodedError<any>` (the class is generic); this guard
+ * keeps the code a string for the type checker.
+ */
+export function isCodedError(err: unknown): err is CodedError<string> {
+  return err instanceof CodedError;
+}
+
 /** A command-line or configuration mistake: the programs exit with code 2 for these. */
 export class UsageError extends CodedError<'usage'> {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { Command, CommanderError } from 'commander';
 import { isValidVersion } from '../protocol/version.js';
 import { systemClock } from '../shared/clock.js';
-import { CodedError, UsageError, errorMessage } from '../shared/errors.js';
+import { isCodedError, UsageError, errorMessage } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { buildInfo, formatVersionJson, formatVersionText, isPackagedBuild } from './build-info.js';
 import { resolveConfig, type FlagValues } from './config.js';
@@ -174,7 +174,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.stderr.write(`bytebiota-worker: ${err.message}\n`);
       return EXIT_CODES.usage;
     }
-    const code = err instanceof CodedError ? err.code : 'error';
+    const code = isCodedError(err) ? err.code : 'error';
     log().error({ event: 'worker_fatal', code, error: errorMessage(err) }, 'worker failed');
     io.stderr.write(`bytebiota-worker: ${errorMessage(err)}\n`);
     return 1;

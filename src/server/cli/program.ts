@@ -36,19 +36,19 @@ export function buildProgram(env: Record<string, string | undefined>, print: (li
     .option('--role <role>', 'worker or admin')
     .option('--pool <pool>', 'the worker pool of a worker token')
     .option('--label <text>', 'a note for `token list`')
-    .action(async (options) => createTokenCommand(options, env, print));
+    .action(async (options: Parameters<typeof createTokenCommand>[0]) => createTokenCommand(options, env, print));
   token
     .command('revoke')
     .description('revoke a token by its id')
     .argument('<token-id>')
     .option('--db <db>', 'SQLite file (env BYTEBIOTA_DB)')
-    .action(async (id: string, options) => revokeTokenCommand(id, options, env, print));
+    .action(async (id: string, options: Parameters<typeof revokeTokenCommand>[1]) => revokeTokenCommand(id, options, env, print));
   token
     .command('list')
     .description('list tokens (ids, roles, pools; never secrets)')
     .option('--db <db>', 'SQLite file (env BYTEBIOTA_DB)')
     .option('--json', 'one JSON object per line')
-    .action(async (options) => listTokensCommand(options, env, print));
+    .action(async (options: Parameters<typeof listTokensCommand>[0]) => listTokensCommand(options, env, print));
   return program;
 }
 

@@ -366,7 +366,7 @@ function utcOffsetMs(timeZone: string, instantMs: number): number {
   for (const part of wallClockFormat(timeZone).formatToParts(instantMs)) {
     if (part.type !== 'literal') fields[part.type] = Number(part.value);
   }
-  const wallMs = Date.UTC(fields.year!, fields.month! - 1, fields.day!, fields.hour!, fields.minute!, fields.second!);
+  const wallMs = Date.UTC(fields.year ?? 0, (fields.month ?? 1) - 1, fields.day, fields.hour, fields.minute, fields.second);
   return wallMs - (instantMs - mod(instantMs, 1000));
 }
 

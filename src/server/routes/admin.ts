@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { PoolName, PoolPolicy } from '../../protocol/messages.js';
-import { CodedError } from '../../shared/errors.js';
+import { isCodedError } from '../../shared/errors.js';
 import { HttpError } from '../http-error.js';
 import { formatMaintenanceWindow, parseMaintenanceWindow } from '../rollout/maintenance-window.js';
 import { addLogFields } from '../plugins/access-log.js';
@@ -74,7 +74,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         try {
           return formatMaintenanceWindow(parseMaintenanceWindow(text));
         } catch (err) {
-          if (err instanceof CodedError) throw new HttpError(400, err.code, err.message);
+          if (isCodedError(err)) throw new HttpError(400, err.code, err.message);
           throw err;
         }
       });

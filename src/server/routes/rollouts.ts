@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Channel } from '../../protocol/manifest.js';
 import { WorkerId } from '../../protocol/messages.js';
-import { CodedError } from '../../shared/errors.js';
+import { isCodedError } from '../../shared/errors.js';
 import { HttpError } from '../http-error.js';
 import { addLogFields } from '../plugins/access-log.js';
 import { requireAuth } from '../plugins/auth.js';
@@ -23,7 +23,7 @@ async function actor(app: { fleet: { findToken(id: string): Promise<{ label: str
 
 function asHttpError(err: unknown): never {
   if (err instanceof RolloutError) throw new HttpError(err.code === 'no_rollout' ? 404 : 409, err.code, err.message);
-  if (err instanceof CodedError && err.code === 'invalid_plan') throw new HttpError(400, err.code, err.message);
+  if (isCodedError(err) && err.code === 'invalid_plan') throw new HttpError(400, err.code, err.message);
   throw err;
 }
 

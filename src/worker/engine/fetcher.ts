@@ -306,7 +306,7 @@ export function pumpBody(body: Readable, onChunk: (chunk: Buffer) => Promise<voi
       if (settled) return;
       settled = true;
       body.off('data', onData);
-      reject(err);
+      reject(err instanceof Error ? err : new Error(String(err)));
     };
     const onData = (chunk: Buffer): void => {
       if (settled) return;
