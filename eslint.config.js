@@ -59,7 +59,7 @@ export default tseslint.config(
   ...workerLayer('engine', ['runtime', 'supervisor', 'telemetry']),
   ...workerLayer('telemetry', ['engine', 'install', 'supervisor']),
   ...workerLayer('supervisor', ['engine']),
-  ...workerLayer('runtime', ['supervisor'], ['fetcher', 'manifest-client', 'hashing-writer', 'disk-space']),
+  ...workerLayer('runtime', ['supervisor'], ['download', 'redirects', 'body-stream', 'progress-bar', 'manifest-client', 'hashing-writer', 'disk-space']),
   {
     files: ['**/*.mjs', '**/*.js'],
     languageOptions: {

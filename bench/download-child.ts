@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { currentPlatform } from '../src/protocol/platform.js';
-import { downloadArtifact } from '../src/worker/engine/fetcher.js';
+import { downloadArtifact } from '../src/worker/engine/download.js';
 import { installLayout } from '../src/worker/install/install-layout.js';
 import { stageVersion } from '../src/worker/install/installer.js';
 import { partialDownloadPath } from '../src/worker/engine/updater.js';

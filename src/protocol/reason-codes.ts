@@ -25,6 +25,9 @@ export const REASON_CODES = [
   // it takes; a worker maps these to LEGACY_REASON_CODES for a server that does not say.
   'self_test_failed',
   'crash_loop',
+  // Added with the worker reorganisation: state.json cannot be read or does not parse. The
+  // machine's fault, never the release's (docs/runbooks/worker-state-corrupt.md).
+  'state_corrupt',
 ] as const;
 
 export type ReasonCode = (typeof REASON_CODES)[number];

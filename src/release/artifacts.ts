@@ -2,8 +2,9 @@ import { stat } from 'node:fs/promises';
 import { MAX_ARTIFACT_BYTES, storeKeys, type ArtifactEntry } from '../protocol/manifest.js';
 import { artifactFileName, isPlatform, PLATFORMS } from '../protocol/platform.js';
 import { errorMessage } from '../shared/errors.js';
+import { digestFile, type FileDigest } from '../shared/file-digest.js';
 import type { ReleaseStore } from '../store/release-store.js';
-import { digestLocalFile, digestStoredObject, type Digest } from './digest.js';
+import { digestStoredObject } from './digest.js';
 import { ReleaseError } from './release-error.js';
 import { storeWrite } from './store-writes.js';
 
@@ -52,7 +53,7 @@ async function localArtifactSize(path: string): Promise<number> {
 export async function storeArtifact(store: ReleaseStore, version: string, source: ArtifactSource): Promise<StoredArtifact> {
   assertKnownPlatform(source.platform);
   const localSize = await localArtifactSize(source.path);
-  const local = await digestLocalFile(source.path).catch((err: unknown) => {
+  const local = await digestFile(source.path).catch((err: unknown) => {
     throw new ReleaseError('artifact_unreadable', `cannot read artifact ${source.path}: ${errorMessage(err)}`, { cause: err });
   });
   if (local.sizeBytes !== localSize) {
@@ -111,7 +112,7 @@ export interface StoredArtifactCheck {
   /** Where the store holds it; null when the url names no `artifacts/<version>/<file>`. */
   key: string | null;
   /** What the store holds there, re-hashed; null when missing. */
-  found: Digest | null;
+  found: FileDigest | null;
   status: 'ok' | 'missing' | 'corrupted';
 }
 

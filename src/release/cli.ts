@@ -1,9 +1,10 @@
 import { Command, CommanderError, Option } from 'commander';
 import type { Clock } from '../shared/clock.js';
 import { CodedError, errorMessage, UsageError } from '../shared/errors.js';
+import { readFileHead } from '../shared/read-file-head.js';
 import { openReleaseStore } from '../store/index.js';
 import { generateKeyFiles } from './keygen.js';
-import { readPrivateKeyFiles, readTrustedKey } from './key-files.js';
+import { readPrivateKeyFiles } from './key-files.js';
 import { parseDurationMs } from './duration.js';
 import { publishRelease } from './publish.js';
 import { promoteRelease } from './promote.js';
@@ -11,6 +12,7 @@ import { rollbackRelease } from './rollback.js';
 import { verifyManifestFile, verifyStoredChannel } from './verify.js';
 import { assertStoredArtifactsIntact, type ArtifactSource, type StoredArtifactCheck } from './artifacts.js';
 import type { PublicKey } from '../trust/keys.js';
+import { loadPublicKey } from '../trust/key-source.js';
 import type { VerifiedManifest } from '../trust/verify.js';
 
 export const PROGRAM_NAME = 'bytebiota-release';
@@ -206,7 +208,7 @@ function buildProgram(context: CliContext): Command {
       if (file === undefined && store === undefined) throw new UsageError('give a manifest FILE, or --store and --channel');
       if (store !== undefined && flags.channel === undefined) throw new UsageError('--store needs --channel: the channel whose manifest to verify');
       const trustedKeys = [];
-      for (const argument of flags.trustedKey) trustedKeys.push(await readTrustedKey(argument));
+      for (const argument of flags.trustedKey) trustedKeys.push(await loadPublicKey(argument, readFileHead));
 
       if (file !== undefined) {
         const verified = await verifyManifestFile({ path: file, trustedKeys, threshold: flags.threshold, channel: flags.channel, now: clock.now() });

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { UsageError, errorMessage } from '../shared/errors.js';
+import { pickSetting, readConfigFile } from '../shared/config-sources.js';
+import { UsageError } from '../shared/errors.js';
 import { DEFAULT_PLANS, type DefaultPlanName } from './rollout/plan.js';
 
 /**
@@ -155,29 +155,6 @@ function camel(flag: string): string {
   return flag.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
 }
 
-function readConfigFile(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new UsageError(`cannot read config file ${path}: ${errorMessage(err)}`);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new UsageError(`config file ${path} is not valid JSON: ${errorMessage(err)}`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new UsageError(`config file ${path} must hold one JSON object`);
-  }
-  const known = new Set(SETTINGS.map((setting) => setting.fileKey));
-  for (const key of Object.keys(value)) {
-    if (!known.has(key)) throw new UsageError(`config file ${path}: unknown key ${JSON.stringify(key)}; known keys: ${[...known].join(', ')}`);
-  }
-  return value as Record<string, unknown>;
-}
-
 function convert(setting: Setting, raw: unknown, source: string): string | number | string[] {
   const where = source;
   if (setting.kind === 'list') {
@@ -216,25 +193,15 @@ function convert(setting: Setting, raw: unknown, source: string): string | numbe
 }
 
 /** Merge flags, environment, config file and defaults; throws UsageError on any bad value. */
-export function resolveServeConfig(flags: FlagValues, env: Record<string, string | undefined>): ServeConfig {
+export async function resolveServeConfig(flags: FlagValues, env: Record<string, string | undefined>): Promise<ServeConfig> {
+  const cwd = process.cwd();
   const configPath = (flags['config'] as string | undefined) ?? env['BYTEBIOTA_CONFIG'];
-  const file = configPath ? readConfigFile(configPath) : {};
+  const file = await readConfigFile(configPath, { cwd, knownKeys: SETTINGS.map((setting) => setting.fileKey) });
   const resolved: Record<string, unknown> = {};
   for (const setting of SETTINGS) {
-    const fromFlag = flags[camel(setting.flag)];
-    const fromEnv = env[setting.env];
-    const fromFile = file[setting.fileKey];
-    let value: unknown;
-    if (fromFlag !== undefined && !(Array.isArray(fromFlag) && fromFlag.length === 0)) {
-      value = convert(setting, fromFlag, `--${setting.flag}`);
-    } else if (fromEnv !== undefined && fromEnv !== '') {
-      value = convert(setting, fromEnv, setting.env);
-    } else if (fromFile !== undefined) {
-      value = convert(setting, fromFile, `config file key ${setting.fileKey}`);
-    } else {
-      value = setting.default;
-    }
-    resolved[setting.field] = value;
+    const names = { flag: `--${setting.flag}`, env: setting.env, fileKey: setting.fileKey };
+    const raw = pickSetting(names, flags[camel(setting.flag)], { env, file, cwd });
+    resolved[setting.field] = raw === undefined ? setting.default : convert(setting, raw.value, raw.source);
   }
   for (const setting of SETTINGS.filter((s) => ['store', 'db'].includes(s.field))) {
     if (resolved[setting.field] === undefined) {

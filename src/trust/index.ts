@@ -1,3 +1,4 @@
 export * from './keys.js';
+export * from './key-source.js';
 export * from './sign.js';
 export * from './verify.js';

@@ -52,6 +52,11 @@ export function publicKeyFromRaw(raw: Uint8Array): PublicKey {
  */
 export function parsePublicKey(text: string): PublicKey {
   const trimmed = text.trim();
+  // A private key where a public one belongs: refused, so that nobody copies signing keys onto
+  // workers or servers because it happened to work.
+  if (/^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(trimmed)) {
+    throw new KeyFormatError('this is a private key; give the public key (`bytebiota-release keygen` writes it beside the private one)');
+  }
   if (trimmed.startsWith('-----BEGIN')) {
     let key: KeyObject;
     try {

@@ -10,6 +10,7 @@ import { buildInfo, formatVersionJson, formatVersionText, isPackagedBuild } from
 import { resolveConfig, type FlagValues } from './config.js';
 import { installLayout } from './install/install-layout.js';
 import { installExecutable } from './install/installer.js';
+import { resetUnusableState } from './install/state.js';
 import { EXIT_CODES } from './runtime/policy.js';
 import { processSupervisorChannel, runWorker } from './runtime/run.js';
 import { supervise } from './supervisor/supervisor.js';
@@ -74,6 +75,7 @@ function explicitFlags(command: Command): FlagValues {
   assign('caFile', text('caFile'));
   assign('healthWindowS', text('healthWindow'));
   assign('stopTimeoutS', text('stopTimeout'));
+  assign('keepVersions', text('keepVersions'));
   assign('forceUpdate', opts['forceUpdate'] === true ? true : undefined);
   assign('forceStart', opts['forceStart'] === true ? true : undefined);
   return flags;
@@ -147,6 +149,22 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       log().info({ event: 'worker_installed', version, install_root: layout.root }, `installed ${version} as current`);
     });
 
+  program
+    .command('reset-state')
+    .description('recover from state_corrupt: move an unusable state.json aside and write a fresh one with the same worker id (stop the worker first)')
+    .option('--install-root <dir>', 'install root [BYTEBIOTA_INSTALL_ROOT]')
+    .option('--worker-id <id>', 'the id the server knows, when the old file does not give it')
+    .action(async (opts: { installRoot?: string; workerId?: string }) => {
+      const root = opts.installRoot ?? io.env['BYTEBIOTA_INSTALL_ROOT'];
+      if (!root) throw new UsageError('reset-state needs --install-root DIR or BYTEBIOTA_INSTALL_ROOT');
+      const layout = installLayout(resolve(io.cwd, root));
+      const reset = await resetUnusableState(layout, { now: systemClock.now(), ...(opts.workerId !== undefined ? { workerId: opts.workerId } : {}) });
+      log().warn(
+        { event: 'worker_state_reset', moved_to: reset.movedTo, worker_id: reset.workerId, salvaged: reset.salvaged },
+        `state.json moved to ${reset.movedTo ?? '(none)'}; a fresh one keeps worker id ${reset.workerId}`,
+      );
+    });
+
   addRunOptions(program.command('run').description('run the worker (normally started by supervise)')).action(
     async (_opts: unknown, command: Command) => {
       const config = await resolveConfig('run', { flags: explicitFlags(command), env: io.env, cwd: io.cwd });
@@ -157,6 +175,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   addRunOptions(program.command('supervise').description('run, update, watch and roll back the worker (the service entry point)'))
     .option('--health-window <seconds>', 'seconds a new version has to become ready [BYTEBIOTA_HEALTH_WINDOW] (default 60)')
     .option('--stop-timeout <seconds>', 'seconds between SIGTERM and SIGKILL for the worker [BYTEBIOTA_STOP_TIMEOUT] (default 30)')
+    .option('--keep-versions <count>', 'versions kept on disk, current, previous and launcher included [BYTEBIOTA_KEEP_VERSIONS] (default 3, at least 3)')
     .action(async (_opts: unknown, command: Command) => {
       const config = await resolveConfig('supervise', { flags: explicitFlags(command), env: io.env, cwd: io.cwd });
       exitCode = await supervise(config, { log: log(), clock: systemClock, stdout: process.stdout, stderr: process.stderr, env: io.env });
@@ -175,7 +194,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       return EXIT_CODES.usage;
     }
     const code = isCodedError(err) ? err.code : 'error';
-    log().error({ event: 'worker_fatal', code, error: errorMessage(err) }, 'worker failed');
+    // state.json cannot be trusted: the worker stops rather than lose its id and rollback floor.
+    const recovery = code === 'state_corrupt' ? { recovery: 'bytebiota-worker reset-state (docs/runbooks/worker-state-corrupt.md)' } : {};
+    log().error({ event: 'worker_fatal', code, error: errorMessage(err), ...recovery }, 'worker failed');
     io.stderr.write(`bytebiota-worker: ${errorMessage(err)}\n`);
     return 1;
   }

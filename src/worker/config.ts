@@ -1,8 +1,11 @@
-import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { CHANNEL_PATTERN } from '../protocol/manifest.js';
-import { parsePublicKey, type PublicKey } from '../trust/keys.js';
-import { UsageError, errorMessage } from '../shared/errors.js';
+import { KeyFormatError, type PublicKey } from '../trust/keys.js';
+import { isRawPublicKeyBase64, loadPublicKey } from '../trust/key-source.js';
+import { pickSetting, readConfigFile, type RawSetting } from '../shared/config-sources.js';
+import { UsageError } from '../shared/errors.js';
+import { MIN_KEEP_VERSIONS } from './install/pruning.js';
+import { readFileHead } from '../shared/read-file-head.js';
 
 /**
  * The worker's settings (docs/protocol.md, section 4; plan B3.3). Each comes from, in order of
@@ -37,6 +40,8 @@ export interface RunConfig {
 export interface SuperviseConfig extends RunConfig {
   healthWindowS: number;
   stopTimeoutS: number;
+  /** Versions kept in versions/ after a prune, current, previous and launcher included (install/pruning.ts). */
+  keepVersions: number;
 }
 
 /** Defaults (docs/environment.md, `## Worker`). */
@@ -47,6 +52,9 @@ export const DEFAULT_HEALTH_WINDOW_S = 60;
 /** Time for one download attempt; a broken-off download resumes from its partial at the next check. */
 export const DEFAULT_DOWNLOAD_TIMEOUT_S = 900;
 export const DEFAULT_STOP_TIMEOUT_S = 30;
+export const DEFAULT_KEEP_VERSIONS = MIN_KEEP_VERSIONS;
+/** 100 packaged versions are about 10 GB: more is a typo, not a disk budget. */
+const MAX_KEEP_VERSIONS = 100;
 export const DEFAULT_METRICS_HOST = '127.0.0.1';
 
 type Setting =
@@ -64,7 +72,8 @@ type Setting =
   | 'metricsHost'
   | 'caFile'
   | 'healthWindowS'
-  | 'stopTimeoutS';
+  | 'stopTimeoutS'
+  | 'keepVersions';
 
 interface SettingSpec {
   flag: string;
@@ -89,6 +98,7 @@ export const SETTINGS: Record<Setting, SettingSpec> = {
   caFile: { flag: '--ca-file', env: 'BYTEBIOTA_CA_FILE', fileKey: 'ca_file' },
   healthWindowS: { flag: '--health-window', env: 'BYTEBIOTA_HEALTH_WINDOW', fileKey: 'health_window_s', superviseOnly: true },
   stopTimeoutS: { flag: '--stop-timeout', env: 'BYTEBIOTA_STOP_TIMEOUT', fileKey: 'stop_timeout_s', superviseOnly: true },
+  keepVersions: { flag: '--keep-versions', env: 'BYTEBIOTA_KEEP_VERSIONS', fileKey: 'keep_versions', superviseOnly: true },
 };
 
 export const CONFIG_FILE_ENV = 'BYTEBIOTA_WORKER_CONFIG';
@@ -111,6 +121,7 @@ export interface FlagValues {
   caFile?: string;
   healthWindowS?: string;
   stopTimeoutS?: string;
+  keepVersions?: string;
   forceUpdate?: boolean;
   forceStart?: boolean;
 }
@@ -124,15 +135,10 @@ export interface ConfigSources {
 }
 
 /** One raw value and where it came from, for error messages and relative-path resolution. */
-interface Raw {
-  value: unknown;
-  source: string;
-  baseDir: string;
-}
+type Raw = RawSetting;
 
 const WORKER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const CHANNEL_REGEXP = new RegExp(CHANNEL_PATTERN);
-const BASE64_RAW_KEY = /^[A-Za-z0-9+/]{43}=$/;
 
 function fail(raw: Raw, expected: string): never {
   throw new UsageError(`${raw.source}: expected ${expected}, got ${JSON.stringify(raw.value)}`);
@@ -187,82 +193,31 @@ function asKeyList(raw: Raw): string[] {
   return (list as string[])
     .map((item) => item.trim())
     .filter((item) => item !== '')
-    .map((item) => (BASE64_RAW_KEY.test(item) || isAbsolute(item) ? item : resolve(raw.baseDir, item)));
+    .map((item) => (isRawPublicKeyBase64(item) || isAbsolute(item) ? item : resolve(raw.baseDir, item)));
 }
 
-async function loadTrustedKey(source: string, origin: string, read: (path: string) => Promise<string>): Promise<PublicKey> {
-  // docs/protocol.md, section 1: base64 of the raw 32 bytes, or a PEM file path.
-  let text = source;
-  if (!BASE64_RAW_KEY.test(source)) {
-    try {
-      text = await read(source);
-    } catch (err) {
-      throw new UsageError(`${origin}: ${JSON.stringify(source)} is neither a base64 Ed25519 public key nor a readable PEM file (${errorMessage(err)})`);
-    }
-  }
+async function loadTrustedKey(source: string, origin: string): Promise<PublicKey> {
   try {
-    return parsePublicKey(text);
+    return await loadPublicKey(source, readFileHead);
   } catch (err) {
-    throw new UsageError(`${origin}: ${JSON.stringify(source)} is not a usable Ed25519 public key: ${errorMessage(err)}`, { cause: err });
+    if (err instanceof KeyFormatError) throw new UsageError(`${origin}: ${err.message}`, { cause: err });
+    throw err;
   }
-}
-
-async function readConfigFile(path: string, read: (path: string) => Promise<string>): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await read(path);
-  } catch (err) {
-    throw new UsageError(`cannot read config file ${path}: ${errorMessage(err)}`, { cause: err });
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new UsageError(`config file ${path} is not valid JSON: ${errorMessage(err)}`, { cause: err });
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new UsageError(`config file ${path} must hold one JSON object`);
-  }
-  return parsed as Record<string, unknown>;
 }
 
 /** Resolve and validate the settings of `run` or `supervise`. */
 export async function resolveConfig(command: 'run', sources: ConfigSources): Promise<RunConfig>;
 export async function resolveConfig(command: 'supervise', sources: ConfigSources): Promise<SuperviseConfig>;
 export async function resolveConfig(command: 'run' | 'supervise', sources: ConfigSources): Promise<RunConfig | SuperviseConfig> {
-  const read = sources.readFile ?? ((path: string) => readFile(path, 'utf8'));
   const { flags, env, cwd } = sources;
-
-  const configPath = flags.config ?? env[CONFIG_FILE_ENV];
-  let file: Record<string, unknown> = {};
-  let fileDir = cwd;
-  let fileName = '';
-  if (configPath !== undefined && configPath !== '') {
-    fileName = resolve(cwd, configPath);
-    fileDir = dirname(fileName);
-    file = await readConfigFile(fileName, read);
-    // A misspelt key would otherwise be silently ignored and its default used.
-    const known = new Set(
-      Object.values(SETTINGS)
-        .filter((spec) => command === 'supervise' || !spec.superviseOnly)
-        .map((spec) => spec.fileKey),
-    );
-    for (const key of Object.keys(file)) {
-      if (!known.has(key)) {
-        throw new UsageError(`config file ${fileName}: unknown key ${JSON.stringify(key)}; known keys: ${[...known].sort().join(', ')}`);
-      }
-    }
-  }
+  const knownKeys = Object.values(SETTINGS)
+    .filter((spec) => command === 'supervise' || !spec.superviseOnly)
+    .map((spec) => spec.fileKey);
+  const file = await readConfigFile(flags.config ?? env[CONFIG_FILE_ENV], { cwd, knownKeys, readFile: sources.readFile });
 
   /** The highest-precedence raw value of a setting, or undefined for its default. */
   function pick(setting: Setting): Raw | undefined {
-    const spec = SETTINGS[setting];
-    const flagValue = flags[setting as keyof FlagValues];
-    if (flagValue !== undefined) return { value: flagValue, source: spec.flag, baseDir: cwd };
-    const envValue = env[spec.env];
-    if (envValue !== undefined && envValue !== '') return { value: envValue, source: `environment variable ${spec.env}`, baseDir: cwd };
-    if (spec.fileKey in file) return { value: file[spec.fileKey], source: `config file ${fileName}: ${spec.fileKey}`, baseDir: fileDir };
-    return undefined;
+    return pickSetting(SETTINGS[setting], flags[setting as keyof FlagValues], { env, file, cwd });
   }
   function optional<T>(setting: Setting, parse: (raw: Raw) => T): T | null {
     const raw = pick(setting);
@@ -290,7 +245,7 @@ export async function resolveConfig(command: 'run' | 'supervise', sources: Confi
   const trustedKeySources = keysRaw === undefined ? [] : asKeyList(keysRaw);
   const trustedKeys: PublicKey[] = [];
   for (const source of trustedKeySources) {
-    trustedKeys.push(await loadTrustedKey(source, keysRaw?.source ?? SETTINGS.trustedKeys.flag, read));
+    trustedKeys.push(await loadTrustedKey(source, keysRaw?.source ?? SETTINGS.trustedKeys.flag));
   }
   const thresholdRaw = pick('trustedKeyThreshold');
   const trustedKeyThreshold = thresholdRaw === undefined ? 1 : asNumber(thresholdRaw, { min: 1, max: 64, integer: true }, 'keys');
@@ -350,6 +305,9 @@ export async function resolveConfig(command: 'run' | 'supervise', sources: Confi
     stopTimeoutS:
       optional('stopTimeoutS', (raw) => asNumber(raw, { min: 0.1, max: 3600, integer: false }, 'seconds')) ??
       DEFAULT_STOP_TIMEOUT_S,
+    keepVersions:
+      optional('keepVersions', (raw) => asNumber(raw, { min: MIN_KEEP_VERSIONS, max: MAX_KEEP_VERSIONS, integer: true }, 'versions')) ??
+      DEFAULT_KEEP_VERSIONS,
   };
 }
 

@@ -1,20 +1,31 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
+import { access, mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
 import { pino } from 'pino';
+import { fixedClock } from '../../src/shared/clock.js';
 import type { Logger } from '../../src/shared/logger.js';
+import type { UpdateProgress } from '../../src/protocol/messages.js';
+import type { UpdaterContext } from '../../src/worker/engine/updater.js';
 import type { ArtifactEntry, SignedRelease } from '../../src/protocol/manifest.js';
-import { generateSigningKeyPair, parsePrivateKey, parsePublicKey, type PrivateKey, type PublicKey } from '../../src/trust/keys.js';
-import { serializeManifest, signManifest } from '../../src/trust/sign.js';
+import type { PrivateKey, PublicKey } from '../../src/trust/keys.js';
 import type { InstallLayout } from '../../src/worker/install/install-layout.js';
 import { stageVersion, switchCurrent } from '../../src/worker/install/installer.js';
+import { makeKey } from './trust-fixtures.js';
 
 const execFileAsync = promisify(execFile);
 
 /** A temp dir under the OS temp folder, and its removal. */
+/** Whether a path exists (any error from `access` counts as no). */
+export async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
 export async function makeTempDir(prefix: string): Promise<{ dir: string; remove(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), `bytebiota-${prefix}-`));
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
@@ -71,12 +82,10 @@ export interface TestKeys {
   publicKeys: PublicKey[];
 }
 
+/** `count` key pairs from trust-fixtures' makeKey, as the lists an updater context and a signer take. */
 export function testKeys(count = 1): TestKeys {
-  const pairs = Array.from({ length: count }, () => generateSigningKeyPair());
-  return {
-    privateKeys: pairs.map((pair) => parsePrivateKey(pair.privateKeyPem)),
-    publicKeys: pairs.map((pair) => parsePublicKey(pair.publicKeyBase64)),
-  };
+  const keys = Array.from({ length: count }, () => makeKey());
+  return { privateKeys: keys.map((key) => key.private), publicKeys: keys.map((key) => key.public) };
 }
 
 export function releaseFor(overrides: Partial<SignedRelease> & Pick<SignedRelease, 'version' | 'artifacts'>): SignedRelease {
@@ -91,10 +100,6 @@ export function releaseFor(overrides: Partial<SignedRelease> & Pick<SignedReleas
   };
 }
 
-export function signedManifestBytes(signed: SignedRelease, keys: readonly PrivateKey[]): Buffer {
-  return serializeManifest(signManifest(signed, keys));
-}
-
 /** A logger that keeps its lines in memory, so tests can read the events and check for secrets. */
 export function memoryLogger(): { log: Logger; lines(): Array<Record<string, unknown>>; text(): string } {
   const chunks: string[] = [];
@@ -103,5 +108,47 @@ export function memoryLogger(): { log: Logger; lines(): Array<Record<string, unk
     log,
     lines: () => chunks.join('').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>),
     text: () => chunks.join(''),
+  };
+}
+
+export type MemoryLogger = ReturnType<typeof memoryLogger>;
+
+/** An UpdaterContext that keeps what the updater told it: log lines, progress, verified releases. */
+export interface RecordingUpdaterContext extends UpdaterContext {
+  logs: MemoryLogger;
+  progress: UpdateProgress[];
+  verified: Array<{ version: string; serial: number }>;
+}
+
+/**
+ * The context `run` gives the updater, for a worker on 1.0.0 (linux-x64, channel stable) with
+ * plenty of disk, at a fixed instant; the test names its install root, server, token, keys and
+ * correlation id, and may override any field.
+ */
+export function updaterContext(
+  required: Pick<UpdaterContext, 'layout' | 'serverUrl' | 'token' | 'trustedKeys' | 'correlationId'>,
+  overrides: Partial<UpdaterContext> = {},
+): RecordingUpdaterContext {
+  const logs = memoryLogger();
+  const progress: UpdateProgress[] = [];
+  const verified: Array<{ version: string; serial: number }> = [];
+  return {
+    channel: 'stable',
+    platform: 'linux-x64',
+    workerId: 'worker-1',
+    currentVersion: '1.0.0',
+    threshold: 1,
+    clock: fixedClock('2026-06-01T00:00:00Z'),
+    force: false,
+    onProgress: (p) => progress.push(p),
+    onManifestVerified: (release) => verified.push(release),
+    log: logs.log,
+    statfs: async () => ({ bavail: 1n << 30n, bsize: 4096n }),
+    selfTestTimeoutMs: 5_000,
+    ...required,
+    logs,
+    progress,
+    verified,
+    ...overrides,
   };
 }

@@ -8,7 +8,8 @@ import { generateToken, type TokenRole } from '../../src/server/tokens.js';
 import { fixedClock } from '../../src/shared/clock.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { FolderStore } from '../../src/store/folder-store.js';
-import { makeReleaseKey, SERVER_FIXTURE_NOW, type ReleaseKey } from './server-fixtures.js';
+import { SERVER_FIXTURE_NOW } from './server-fixtures.js';
+import { makeKey, type TestKey } from './trust-fixtures.js';
 
 /** A real app (real SQLite, real folder store, real logger) for `app.inject` and listening tests. */
 export interface TestServer {
@@ -17,7 +18,7 @@ export interface TestServer {
   storeDir: string;
   dbPath: string;
   fleet: SqliteFleetStore;
-  key: ReleaseKey;
+  key: TestKey;
   clock: ReturnType<typeof fixedClock>;
   tokens: { canary: string; stable: string; admin: string; canaryId: string };
   /** Every log line written so far, parsed. */
@@ -33,7 +34,7 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, fleetOpt
   await mkdir(storeDir);
   const dbPath = join(dir, 'fleet.sqlite');
   const fleet = new SqliteFleetStore(dbPath, fleetOptions);
-  const key = makeReleaseKey();
+  const key = makeKey();
   const clock = fixedClock(SERVER_FIXTURE_NOW);
   const lines: string[] = [];
   const logger = createLogger({ name: 'bytebiota-server', level: 'info', destination: { write: (line: string) => lines.push(line) } });
@@ -58,7 +59,7 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, fleetOpt
   const app = await buildApp({
     store: new FolderStore(storeDir),
     fleet,
-    releaseKeys: [key.publicKey],
+    releaseKeys: [key.public],
     releaseKeyThreshold: 1,
     cacheTtlSeconds: 300,
     heartbeatIntervalSeconds: 30,

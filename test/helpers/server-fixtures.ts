@@ -1,42 +1,19 @@
 import { storeKeys, type SignedRelease } from '../../src/protocol/manifest.js';
 import { FolderStore } from '../../src/store/folder-store.js';
-import { generateSigningKeyPair, parsePrivateKey, parsePublicKey, type PrivateKey, type PublicKey } from '../../src/trust/keys.js';
-import { serializeManifest, signManifest } from '../../src/trust/sign.js';
+import { FIXTURE_NOW, signedManifestBytes, signedRelease, type TestKey } from './trust-fixtures.js';
 
-/** Signed fixtures for the server's tests, written to a real folder store. */
-export interface ReleaseKey {
-  privateKey: PrivateKey;
-  publicKey: PublicKey;
-  publicKeyBase64: string;
-  privateKeyPem: string;
-}
-
-export function makeReleaseKey(): ReleaseKey {
-  const pair = generateSigningKeyPair();
-  return {
-    privateKey: parsePrivateKey(pair.privateKeyPem),
-    publicKey: parsePublicKey(pair.publicKeyBase64),
-    publicKeyBase64: pair.publicKeyBase64,
-    privateKeyPem: pair.privateKeyPem,
-  };
-}
+/** Signed fixtures for the server's tests, written to a real folder store; keys come from trust-fixtures' makeKey. */
 
 /** The instant the fixtures are built around; manifests are valid for 30 days after it. */
-export const SERVER_FIXTURE_NOW = new Date('2026-11-20T12:00:00Z');
+export const SERVER_FIXTURE_NOW = FIXTURE_NOW;
 
+/** trust-fixtures' release at serial 1, its artifact URL and recommended version following `version`. */
 export function releaseFor(overrides: Partial<SignedRelease> = {}): SignedRelease {
   const version = overrides.version ?? '1.4.0';
-  return {
-    _type: 'worker-release',
-    schema_version: 1,
-    channel: 'stable',
+  return signedRelease({
     serial: 1,
     version,
-    released_at: '2026-11-20T10:00:00Z',
-    expires: '2026-12-20T10:00:00Z',
-    minimum_version: '1.2.0',
     recommended_version: version,
-    allow_downgrade: false,
     artifacts: {
       'linux-x64': {
         url: `artifacts/${version}/bytebiota-worker-${version}-linux-x64`,
@@ -45,12 +22,12 @@ export function releaseFor(overrides: Partial<SignedRelease> = {}): SignedReleas
       },
     },
     ...overrides,
-  };
+  });
 }
 
 /** Sign a release and publish it as the channel's current manifest (and in its history). */
-export async function publishRelease(storeDir: string, signed: SignedRelease, keys: readonly ReleaseKey[]): Promise<Buffer> {
-  const bytes = serializeManifest(signManifest(signed, keys.map((key) => key.privateKey)));
+export async function publishRelease(storeDir: string, signed: SignedRelease, keys: readonly TestKey[]): Promise<Buffer> {
+  const bytes = signedManifestBytes(signed, keys);
   const store = new FolderStore(storeDir);
   await store.write(storeKeys.history(signed.channel, signed.serial), bytes);
   await store.write(storeKeys.manifest(signed.channel), bytes);

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
+import { eventIs, watchLogLines, type LogLine } from './log-lines.js';
 
 /** The real `bytebiota-server` program, run from source, as an operator would run it. */
 export const SERVER_MAIN = 'src/server/main.ts';
@@ -36,9 +36,12 @@ export interface RunningServer {
   child: ChildProcessWithoutNullStreams;
   url: string;
   /** Log lines seen so far, parsed. */
-  lines: Array<Record<string, unknown>>;
+  lines: LogLine[];
   exited: Promise<[number | null, NodeJS.Signals | null]>;
 }
+
+/** How long a server from source (tsx compiling on the way) may take to listen. */
+const LISTEN_TIMEOUT_MS = 120_000;
 
 /** Start `serve` on port 0 and wait for its `server_listening` line. */
 export async function startServerProcess(args: string[], env: Record<string, string> = {}): Promise<RunningServer> {
@@ -46,22 +49,10 @@ export async function startServerProcess(args: string[], env: Record<string, str
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
-  const lines: Array<Record<string, unknown>> = [];
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const reader = createInterface({ input: child.stdout });
-    reader.on('line', (line) => {
-      try {
-        const parsed = JSON.parse(line) as Record<string, unknown>;
-        lines.push(parsed);
-        if (parsed['event'] === 'server_listening') resolve(String(parsed['url']));
-      } catch {
-        // Not a log line; ignore.
-      }
-    });
-    void exited.then(([code]) => reject(new Error(`server exited with ${code} before listening: ${stderr}`)));
-  });
-  return { child, url, lines, exited };
+  const log = watchLogLines(child, () => `server stderr: ${stderr}`);
+  const listening = await log.waitForLine(eventIs('server_listening'), LISTEN_TIMEOUT_MS);
+  return { child, url: String(listening['url']), lines: log.lines, exited };
 }

@@ -46,8 +46,9 @@ export function signedRelease(overrides: Partial<SignedRelease> = {}): SignedRel
   };
 }
 
-export function signedManifestBytes(signed: SignedRelease, keys: TestKey[]): Buffer {
-  return serializeManifest(signManifest(signed, keys.map((key) => key.private)));
+/** A manifest as the release tool publishes it: `signed`, signed by each key. */
+export function signedManifestBytes(signed: SignedRelease, keys: ReadonlyArray<TestKey | PrivateKey>): Buffer {
+  return serializeManifest(signManifest(signed, keys.map((key) => ('private' in key ? key.private : key))));
 }
 
 /** Canonical bytes of any value, so that only the content under test differs from a real manifest. */

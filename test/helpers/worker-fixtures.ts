@@ -4,8 +4,10 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { installLayout, type InstallLayout } from '../../src/worker/install/install-layout.js';
-import { sha256OfFile, stageVersion, switchCurrent } from '../../src/worker/install/installer.js';
+import { digestFile } from '../../src/shared/file-digest.js';
+import { stageVersion, switchCurrent } from '../../src/worker/install/installer.js';
 import { loadState, updateState } from '../../src/worker/install/state.js';
+import { watchLogLines, type LogLines } from './log-lines.js';
 
 /**
  * Stand-in worker executables for supervisor tests: node scripts that answer `--version --json`
@@ -88,7 +90,7 @@ export async function makeFixtureRoot(): Promise<FixtureRoot> {
       const source = join(sources, `${version}.js`);
       await writeFile(source, fixtureSource(version, behaviour));
       await chmod(source, 0o755);
-      const { sha256, size } = await sha256OfFile(source);
+      const { sha256, sizeBytes: size } = await digestFile(source);
       await stageVersion({ layout, sourcePath: source, version, sha256, size });
     },
     async makeCurrent(version) {
@@ -122,12 +124,9 @@ export async function makeFixtureRoot(): Promise<FixtureRoot> {
 }
 
 /** A program spawned from source, with its JSON log lines collected as they arrive. */
-export interface SpawnedProgram {
+export interface SpawnedProgram extends LogLines {
   child: ChildProcess;
-  lines: Record<string, unknown>[];
   stderr(): string;
-  /** The first log line matching, waiting up to timeoutMs for it. */
-  waitForLine(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal?: NodeJS.Signals): void;
 }
@@ -137,67 +136,18 @@ export function spawnWorkerCli(args: string[], env: NodeJS.ProcessEnv = {}): Spa
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
   });
-  const lines: Record<string, unknown>[] = [];
-  const waiters: { match: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }[] = [];
-  let buffered = '';
   let stderrText = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    buffered += chunk;
-    for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
-      const text = buffered.slice(0, newline);
-      buffered = buffered.slice(newline + 1);
-      let line: Record<string, unknown>;
-      try {
-        line = JSON.parse(text) as Record<string, unknown>;
-      } catch {
-        continue;
-      }
-      lines.push(line);
-      for (const waiter of [...waiters]) {
-        if (waiter.match(line)) {
-          waiters.splice(waiters.indexOf(waiter), 1);
-          waiter.resolve(line);
-        }
-      }
-    }
-  });
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderrText += chunk));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   return {
+    ...watchLogLines(child, () => `stderr: ${stderrText}`),
     child,
-    lines,
     stderr: () => stderrText,
     exited,
     kill: (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
-    waitForLine(match, timeoutMs = 20_000) {
-      const seen = lines.find(match);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          reject(new Error(`no matching log line within ${timeoutMs} ms; stderr: ${stderrText}\nlines: ${lines.map((l) => JSON.stringify(l)).join('\n')}`));
-        }, timeoutMs);
-        waiters.push({
-          match,
-          resolve: (line) => {
-            clearTimeout(timer);
-            resolve(line);
-          },
-        });
-        void exited.then(() => {
-          setTimeout(() => {
-            clearTimeout(timer);
-            reject(new Error(`exited before a matching log line; stderr: ${stderrText}\nlines: ${lines.map((l) => JSON.stringify(l)).join('\n')}`));
-          }, 50);
-        });
-      });
-    },
   };
-}
-
-export function eventIs(name: string): (line: Record<string, unknown>) => boolean {
-  return (line) => line['event'] === name;
 }

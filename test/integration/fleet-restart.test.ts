@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { UpdateLab } from '../../scripts/lib/update-lab.js';
 import { FleetSim } from '../helpers/fleet-sim.js';
+import { until } from '../helpers/wait.js';
 
 /**
  * A fleet outlives a crash of its update server. 200 workers (the worker's own connection and
@@ -29,15 +30,6 @@ after(async () => {
   await lab?.close();
 });
 
-/** Poll `condition` every 100 ms until it holds; fail with `describe()` after timeoutMs. */
-async function until(condition: () => boolean, timeoutMs: number, describe: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${describe()}`);
-    await delay(100);
-  }
-}
-
 test(`${WORKER_COUNT} workers ride out a SIGKILL and restart of the server without a synchronized spike`, async () => {
   console.log(`fleet-restart seed ${SEED} (set FLEET_SIM_SEED to repeat)`);
   lab = await UpdateLab.create();
@@ -50,7 +42,7 @@ test(`${WORKER_COUNT} workers ride out a SIGKILL and restart of the server witho
   const startedAtMs = Date.now();
   fleet.start();
   const sim = fleet;
-  await until(() => sim.workersHeardFromSince(startedAtMs) === WORKER_COUNT, 30_000, () => `${sim.workersHeardFromSince(startedAtMs)} registered`);
+  await until(() => `every worker to register; ${sim.workersHeardFromSince(startedAtMs)} did`, () => sim.workersHeardFromSince(startedAtMs) === WORKER_COUNT, 30_000, 100);
   // One full interval after the last handshake, every worker is on its heartbeat schedule.
   await delay(HEARTBEAT_INTERVAL_S * 1000);
   const steadyFromMs = Date.now();
@@ -67,9 +59,10 @@ test(`${WORKER_COUNT} workers ride out a SIGKILL and restart of the server witho
 
   // Every worker heartbeats again (the server kept them in its database across the crash).
   await until(
+    () => `every worker to heartbeat again; ${sim.workersHeardFromSince(restartedAtMs)} of ${WORKER_COUNT} heard from since the restart`,
     () => sim.workersHeardFromSince(restartedAtMs) === WORKER_COUNT,
     30_000,
-    () => `${sim.workersHeardFromSince(restartedAtMs)} of ${WORKER_COUNT} heard from since the restart`,
+    100,
   );
 
   const steadyRate = fleet.ratePerSecond(steadyFromMs, steadyToMs);

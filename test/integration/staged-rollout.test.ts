@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ManagedProcess } from '../../scripts/lib/processes.js';
 import { UpdateLab } from '../../scripts/lib/update-lab.js';
+import { until as pollUntil } from '../helpers/wait.js';
 
 const EVENT_TIMEOUT_MS = 90_000;
 const CHANNEL = 'stable';
@@ -36,14 +37,9 @@ async function rollout(): Promise<Record<string, unknown> & { state: string; ver
   return (json as { rollouts: Array<Record<string, unknown> & { state: string; version: string; current_wave: number; serial: number }> }).rollouts[0]!;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = EVENT_TIMEOUT_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== null) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
+/** Every wait here polls the admin API or the install roots: every 250 ms, for up to EVENT_TIMEOUT_MS. */
+function until<T>(what: string, probe: () => Promise<T | null>): Promise<T> {
+  return pollUntil(what, probe, EVENT_TIMEOUT_MS, 250);
 }
 
 async function setPlan(waves: Array<{ pools: string[]; percent: number; soak_s: number; min_healthy: number }>): Promise<void> {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { UpdateLab } from '../../scripts/lib/update-lab.js';
 import type { LogLine, ManagedProcess } from '../../scripts/lib/processes.js';
 import { runCommand } from '../../scripts/lib/processes.js';
+import { until } from '../helpers/wait.js';
 import { artifactFileName } from '../../src/protocol/platform.js';
 
 const EVENT_TIMEOUT_MS = 60_000;
@@ -97,12 +98,16 @@ describe('worker update flow', { concurrency: 3 }, () => {
     assert.deepEqual(retried, [], 'a rolled-back version must not be tried again');
 
     // The fleet view and the server's metrics show both outcomes.
-    const deadline = Date.now() + EVENT_TIMEOUT_MS;
-    let fleet = (await lab.fleet()) as { workers: Array<{ pool: string; version: string }>; recent_failures: Array<{ to_version: string; reason: string; event: string }> };
-    while (!fleet.recent_failures.some((f) => f.to_version === '1.2.0') && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 250));
-      fleet = (await lab.fleet()) as typeof fleet;
-    }
+    type FleetView = { workers: Array<{ pool: string; version: string }>; recent_failures: Array<{ to_version: string; reason: string; event: string }> };
+    const fleet = await until(
+      'the fleet view to show the 1.2.0 failure',
+      async () => {
+        const view = (await lab.fleet()) as FleetView;
+        return view.recent_failures.some((f) => f.to_version === '1.2.0') ? view : null;
+      },
+      EVENT_TIMEOUT_MS,
+      250,
+    );
     assert.ok(fleet.recent_failures.some((f) => f.to_version === '1.2.0' && f.event === 'rollback' && f.reason === 'crashed_on_start'));
     assert.ok(fleet.workers.some((w) => w.pool === 'canary' && w.version === '1.1.0'));
     const metrics = await lab.metricsText();
@@ -155,13 +160,13 @@ describe('worker update flow', { concurrency: 3 }, () => {
     assert.equal(await currentVersion(root), '1.0.0');
     await assertRuns(root, '1.0.0');
 
-    const deadline = Date.now() + EVENT_TIMEOUT_MS;
-    let count = 0;
-    while (count < 1 && Date.now() < deadline) {
-      count = sample(await lab.metricsText(), 'worker_update_failure_total', { reason: 'checksum_mismatch', channel });
-      if (count < 1) await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-    assert.ok(count >= 1, 'the server counts the reported checksum_mismatch');
+    // The server counts the reported checksum_mismatch.
+    await until(
+      'worker_update_failure_total{reason="checksum_mismatch"} on the server',
+      async () => sample(await lab.metricsText(), 'worker_update_failure_total', { reason: 'checksum_mismatch', channel }) >= 1,
+      EVENT_TIMEOUT_MS,
+      250,
+    );
     await worker.stop();
   });
 

@@ -3,14 +3,15 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { makeReleaseKey, publishRelease, releaseFor } from '../helpers/server-fixtures.js';
+import { publishRelease, releaseFor } from '../helpers/server-fixtures.js';
+import { makeKey } from '../helpers/trust-fixtures.js';
 import { createTokenWithCli, runServerCommand, startServerProcess, type RunningServer } from '../helpers/server-process.js';
 
 describe('bytebiota-server command line', () => {
   let dir: string;
   let db: string;
   let storeDir: string;
-  const key = makeReleaseKey();
+  const key = makeKey();
   const running: RunningServer[] = [];
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'bytebiota-cli-'));

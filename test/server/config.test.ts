@@ -6,11 +6,11 @@ import { after, before, describe, test } from 'node:test';
 import { resolveServeConfig } from '../../src/server/config.js';
 import { loadReleaseKeys } from '../../src/server/release-keys.js';
 import { UsageError } from '../../src/shared/errors.js';
-import { makeReleaseKey } from '../helpers/server-fixtures.js';
+import { makeKey } from '../helpers/trust-fixtures.js';
 
 describe('serve configuration', () => {
   let dir: string;
-  const key = makeReleaseKey();
+  const key = makeKey();
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'bytebiota-config-'));
   });
@@ -19,7 +19,7 @@ describe('serve configuration', () => {
   test('precedence: flags beat environment, which beats the config file, which beats defaults', async () => {
     const file = join(dir, 'server.json');
     await writeFile(file, JSON.stringify({ port: 7000, host: '0.0.0.0', store: '/srv/file-store', db: 'file.db', release_keys: [key.publicKeyBase64], cache_ttl: 20 }));
-    const config = resolveServeConfig(
+    const config = await resolveServeConfig(
       { config: file, port: '9000' },
       { BYTEBIOTA_PORT: '8000', BYTEBIOTA_HOST: '10.0.0.1', BYTEBIOTA_CACHE_TTL: '' },
     );
@@ -31,7 +31,7 @@ describe('serve configuration', () => {
     assert.equal(config.releaseKeyThreshold, 1);
     assert.deepEqual(config.releaseKeys, [key.publicKeyBase64]);
 
-    const fromEnv = resolveServeConfig({}, { BYTEBIOTA_STORE: 's', BYTEBIOTA_DB: 'd', BYTEBIOTA_RELEASE_KEYS: `${key.publicKeyBase64}, /keys/second.pub` });
+    const fromEnv = await resolveServeConfig({}, { BYTEBIOTA_STORE: 's', BYTEBIOTA_DB: 'd', BYTEBIOTA_RELEASE_KEYS: `${key.publicKeyBase64}, /keys/second.pub` });
     assert.deepEqual(fromEnv.releaseKeys, [key.publicKeyBase64, '/keys/second.pub']);
     assert.equal(fromEnv.cacheTtlSeconds, 300);
     assert.equal(fromEnv.port, 8080);
@@ -57,8 +57,8 @@ describe('serve configuration', () => {
       { name: 'zero threshold', flags: { ...base, releaseKeyThreshold: '0' }, message: /--release-key-threshold/ },
     ];
     for (const c of cases) {
-      assert.throws(
-        () => resolveServeConfig(c.flags, c.env ?? {}),
+      await assert.rejects(
+        resolveServeConfig(c.flags, c.env ?? {}),
         (err: unknown) => err instanceof UsageError && err.code === 'usage' && c.message.test(err.message),
         c.name,
       );
@@ -69,9 +69,9 @@ describe('serve configuration', () => {
     const pubFile = join(dir, 'release.pub');
     await writeFile(pubFile, `${key.publicKeyBase64}\n`);
     const pemFile = join(dir, 'release.pem');
-    await writeFile(pemFile, key.publicKey.key.export({ format: 'pem', type: 'spki' }).toString());
-    const loaded = loadReleaseKeys([key.publicKeyBase64, pubFile, pemFile], 1);
-    assert.deepEqual(loaded.map((k) => k.keyid), [key.publicKey.keyid, key.publicKey.keyid, key.publicKey.keyid]);
+    await writeFile(pemFile, key.public.key.export({ format: 'pem', type: 'spki' }).toString());
+    const loaded = await loadReleaseKeys([key.publicKeyBase64, pubFile, pemFile], 1);
+    assert.deepEqual(loaded.map((k) => k.keyid), [key.public.keyid, key.public.keyid, key.public.keyid]);
 
     const garbageFile = join(dir, 'garbage.pub');
     await writeFile(garbageFile, 'not a key');
@@ -81,7 +81,7 @@ describe('serve configuration', () => {
       [[key.privateKeyPem], 1],
       [[key.publicKeyBase64, pubFile], 2],
     ] as Array<[string[], number]>) {
-      assert.throws(() => loadReleaseKeys(values, threshold), (err: unknown) => err instanceof UsageError && err.code === 'usage');
+      await assert.rejects(loadReleaseKeys(values, threshold), (err: unknown) => err instanceof UsageError && err.code === 'usage');
     }
   });
 });

@@ -6,7 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { Agent } from 'undici';
 import { createTokenWithCli, startServerProcess, type RunningServer } from '../helpers/server-process.js';
-import { makeReleaseKey } from '../helpers/server-fixtures.js';
+import { makeKey } from '../helpers/trust-fixtures.js';
+import { until } from '../helpers/wait.js';
 
 describe('reports are not lost when the server is killed', () => {
   let dir: string;
@@ -23,7 +24,7 @@ describe('reports are not lost when the server is killed', () => {
   test('every report answered 202 before a SIGKILL is in the database after a restart', async () => {
     const db = join(dir, 'fleet.sqlite');
     const token = await createTokenWithCli(db, 'worker', 'canary');
-    const args = ['--store', join(dir, 'store'), '--db', db, '--release-key', makeReleaseKey().publicKeyBase64];
+    const args = ['--store', join(dir, 'store'), '--db', db, '--release-key', makeKey().publicKeyBase64];
     const first = await startServerProcess(args);
     running.push(first);
 
@@ -60,9 +61,12 @@ describe('reports are not lost when the server is killed', () => {
     };
     const lanes = Array.from({ length: 32 }, (_, lane) => sender(lane));
     // Kill mid-load: once a good number of reports have been acknowledged.
-    while (accepted.size < 1500) await new Promise((resolve) => setTimeout(resolve, 5));
-    first.child.kill('SIGKILL');
-    killed = true;
+    try {
+      await until('1500 acknowledged reports', () => accepted.size >= 1500, 120_000, 5);
+    } finally {
+      first.child.kill('SIGKILL');
+      killed = true;
+    }
     await Promise.all(lanes);
     await first.exited;
     await dispatcher.close();

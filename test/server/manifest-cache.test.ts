@@ -12,15 +12,8 @@ import { createLogger } from '../../src/shared/logger.js';
 import { FolderStore } from '../../src/store/folder-store.js';
 import { StoreError, type ReleaseStore } from '../../src/store/release-store.js';
 import { bearer, startTestServer, type TestServer } from '../helpers/server-app.js';
-import {
-  makeReleaseKey,
-  publishRelease,
-  releaseFor,
-  SERVER_FIXTURE_NOW,
-  writeManifestBytes,
-  type ReleaseKey,
-} from '../helpers/server-fixtures.js';
-import { serializeManifest, signManifest } from '../../src/trust/sign.js';
+import { publishRelease, releaseFor, SERVER_FIXTURE_NOW, writeManifestBytes } from '../helpers/server-fixtures.js';
+import { makeKey, signedManifestBytes, type TestKey } from '../helpers/trust-fixtures.js';
 
 const URL_STABLE = '/api/worker-updates/latest?channel=stable';
 
@@ -50,32 +43,28 @@ describe('manifest cache through the latest route', () => {
     const goodSerial = JSON.parse(good.toString()).signed.serial as number;
     const tampered = JSON.parse(good.toString());
     tampered.signed.artifacts['linux-x64'].sha256 = 'c'.repeat(64);
-    const otherKey: ReleaseKey = makeReleaseKey();
+    const otherKey: TestKey = makeKey();
     const cases: Array<{ name: string; bytes: Buffer; reason: ReasonCode }> = [
       { name: 'tampered field', bytes: Buffer.from(JSON.stringify(tampered)), reason: 'signature_invalid' },
       { name: 'not JSON', bytes: Buffer.from('{"signed": '), reason: 'manifest_invalid' },
       {
         name: 'signed by an untrusted key',
-        bytes: serializeManifest(signManifest(releaseFor({ serial: goodSerial + 1 }), [otherKey.privateKey])),
+        bytes: signedManifestBytes(releaseFor({ serial: goodSerial + 1 }), [otherKey]),
         reason: 'signature_invalid',
       },
       {
         name: 'older serial (store rolled back)',
-        bytes: serializeManifest(signManifest(releaseFor({ serial: goodSerial - 1 }), [server.key.privateKey])),
+        bytes: signedManifestBytes(releaseFor({ serial: goodSerial - 1 }), [server.key]),
         reason: 'manifest_rollback',
       },
       {
         name: 'another channel',
-        bytes: serializeManifest(signManifest(releaseFor({ serial: goodSerial + 1, channel: 'beta' }), [server.key.privateKey])),
+        bytes: signedManifestBytes(releaseFor({ serial: goodSerial + 1, channel: 'beta' }), [server.key]),
         reason: 'channel_mismatch',
       },
       {
         name: 'already expired',
-        bytes: serializeManifest(
-          signManifest(releaseFor({ serial: goodSerial + 1, released_at: '2026-10-01T00:00:00Z', expires: '2026-10-02T00:00:00Z' }), [
-            server.key.privateKey,
-          ]),
-        ),
+        bytes: signedManifestBytes(releaseFor({ serial: goodSerial + 1, released_at: '2026-10-01T00:00:00Z', expires: '2026-10-02T00:00:00Z' }), [server.key]),
         reason: 'manifest_expired',
       },
     ];
@@ -105,17 +94,17 @@ describe('manifest cache through the latest route', () => {
 
 describe('ManifestCache unit behaviour', () => {
   let dir: string;
-  let key: ReleaseKey;
+  let key: TestKey;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'bytebiota-cache-'));
-    key = makeReleaseKey();
+    key = makeKey();
   });
   after(async () => rm(dir, { recursive: true, force: true }));
 
   function cacheOver(store: ReleaseStore, lines: string[], threshold = 1, keys = [key], servedSerials?: ServedSerials) {
     return new ManifestCache({
       store,
-      trustedKeys: keys.map((k) => k.publicKey),
+      trustedKeys: keys.map((k) => k.public),
       threshold,
       cacheTtlSeconds: 300,
       clock: fixedClock(SERVER_FIXTURE_NOW),
@@ -145,7 +134,7 @@ describe('ManifestCache unit behaviour', () => {
     const clock = fixedClock(SERVER_FIXTURE_NOW);
     const cache = new ManifestCache({
       store: flaky,
-      trustedKeys: [key.publicKey],
+      trustedKeys: [key.public],
       threshold: 1,
       cacheTtlSeconds: 1,
       clock,
@@ -216,7 +205,7 @@ describe('ManifestCache unit behaviour', () => {
   });
 
   test('a threshold of two needs two trusted signatures', async () => {
-    const second = makeReleaseKey();
+    const second = makeKey();
     const sub = join(dir, 'threshold');
     await publishRelease(sub, releaseFor({ serial: 1 }), [key]);
     const lines: string[] = [];

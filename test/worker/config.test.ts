@@ -141,6 +141,22 @@ describe('resolveConfig', () => {
     const config = await resolveConfig('supervise', sources({ installRoot: 'r', healthWindowS: '1.5' }));
     assert.equal(config.healthWindowS, 1.5);
   });
+
+  test('--keep-versions: default 3, from flag, environment or file; fewer than 3 is a usage error', async () => {
+    assert.equal((await resolveConfig('supervise', sources({ installRoot: 'r' }))).keepVersions, 3);
+    assert.equal((await resolveConfig('supervise', sources({ installRoot: 'r', keepVersions: '5' }))).keepVersions, 5);
+    assert.equal((await resolveConfig('supervise', sources({ installRoot: 'r' }, { BYTEBIOTA_KEEP_VERSIONS: '4' }))).keepVersions, 4);
+    const file = await withFile('keep.json', { install_root: 'r', keep_versions: 6 });
+    assert.equal((await resolveConfig('supervise', sources({ config: file }))).keepVersions, 6);
+    for (const bad of ['2', '0', '3.5', 'three']) {
+      await assert.rejects(resolveConfig('supervise', sources({ installRoot: 'r', keepVersions: bad })), usage(/--keep-versions: expected a whole number of versions from 3 to/));
+    }
+    await assert.rejects(resolveConfig('supervise', sources({ installRoot: 'r' }, { BYTEBIOTA_KEEP_VERSIONS: '1' })), usage(/BYTEBIOTA_KEEP_VERSIONS/));
+    // Only supervise prunes: `run` refuses the key like the other supervise-only settings.
+    await assert.rejects(resolveConfig('run', sources({ config: file })), usage(/unknown key "keep_versions"/));
+    const { env } = childRunInvocation(await resolveConfig('supervise', sources({ installRoot: 'r', keepVersions: '5' })), { forceUpdate: false, baseEnv: { BYTEBIOTA_KEEP_VERSIONS: '5' } });
+    assert.equal(env['BYTEBIOTA_KEEP_VERSIONS'], undefined, 'not handed on to the child');
+  });
 });
 
 test('childRunInvocation carries settings as flags and the token only in the environment', async () => {

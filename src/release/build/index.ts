@@ -7,7 +7,7 @@ import { isValidVersion } from '../../protocol/version.js';
 import { CodedError, UsageError } from '../../shared/errors.js';
 import type { BuildInfo } from './build-info.js';
 import { bundleWorker } from './bundle.js';
-import { digestFile } from './file-digest.js';
+import { digestFile } from '../../shared/file-digest.js';
 import { headCommit, isCommitOrUnknown } from './git-commit.js';
 import { makeSingleExecutable } from './sea.js';
 import { pathExists } from '../../shared/path-exists.js';

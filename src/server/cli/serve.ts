@@ -20,7 +20,7 @@ import { loadReleaseKeys } from '../release-keys.js';
  * process (stop, failed stop, an uncaught error) flushes that buffer first, so no line is lost.
  */
 export async function serve(flags: FlagValues, env: Record<string, string | undefined>): Promise<void> {
-  const config = resolveServeConfig(flags, env);
+  const config = await resolveServeConfig(flags, env);
   const logger = createLogger({ name: 'bytebiota-server', level: config.logLevel, buffered: {} });
   const exitAfterFlush = async (code: number): Promise<never> => {
     await flushLogger(logger);
@@ -30,7 +30,7 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
     logger.fatal({ event: 'server_crashed', err: errorMessage(err), stack: err.stack }, 'uncaught error; exiting');
     void exitAfterFlush(1);
   });
-  const releaseKeys = loadReleaseKeys(config.releaseKeys, config.releaseKeyThreshold);
+  const releaseKeys = await loadReleaseKeys(config.releaseKeys, config.releaseKeyThreshold);
   const store = openReleaseStore(config.store, env);
   try {
     await store.ping();

@@ -2,7 +2,8 @@ import { request, type Dispatcher } from 'undici';
 import { errorMessage } from '../../shared/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../protocol/manifest.js';
 import { UpdateError } from '../../protocol/reason-codes.js';
-import { discardBody } from './fetcher.js';
+import { discardBody, headerValue } from './body-stream.js';
+import { isLoopbackHost } from './redirects.js';
 
 export interface ManifestRequest {
   serverUrl: string;
@@ -67,11 +68,6 @@ async function readLimited(body: Dispatcher.ResponseData['body'], maxBytes: numb
   return Buffer.concat(chunks, total);
 }
 
-function headerValue(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
 async function errorCodeOf(body: Dispatcher.ResponseData['body']): Promise<string | null> {
   const bytes = await readLimited(body, MAX_ERROR_BODY_BYTES);
   if (!bytes) return null;
@@ -130,11 +126,6 @@ export async function fetchLatestManifest(req: ManifestRequest): Promise<Manifes
     if (err instanceof UpdateError) throw err;
     throw fetchFailed(`could not fetch the manifest from ${url.origin}: ${errorMessage(err)}`, err);
   }
-}
-
-function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 /**

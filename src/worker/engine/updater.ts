@@ -10,7 +10,8 @@ import { compareVersions } from '../../protocol/version.js';
 import type { PublicKey } from '../../trust/keys.js';
 import { verifyManifest } from '../../trust/verify.js';
 import type { StatFs } from './disk-space.js';
-import { discardPartial, downloadArtifact, terminalProgressBar } from './fetcher.js';
+import { discardPartial, downloadArtifact } from './download.js';
+import { terminalProgressBar } from './progress-bar.js';
 import type { VerifiedFile } from '../install/file-receipt.js';
 import type { InstallLayout } from '../install/install-layout.js';
 import { isCompleteVersion, readCompleteMark, stageVersion } from '../install/installer.js';
@@ -47,7 +48,7 @@ export interface UpdaterContext {
   manifestTimeoutMs?: number;
   downloadHeadersTimeoutMs?: number;
   downloadIdleTimeoutMs?: number;
-  /** The whole download, first byte to last (TUF's slow-retrieval attack); default in fetcher.ts. */
+  /** The whole download, first byte to last (TUF's slow-retrieval attack); default in download.ts. */
   downloadTimeoutMs?: number;
   selfTestTimeoutMs?: number;
   /** Where a download progress bar is drawn; default stderr when it is a TTY, else none. */
@@ -112,11 +113,12 @@ export async function checkForUpdate(ctx: UpdaterContext): Promise<UpdateCheck> 
   if (fetched.kind !== 'manifest') return { kind: fetched.kind };
 
   const { signed } = verifyForWorker(ctx, fetched.bytes, state.highest_serial[ctx.channel]);
+  // Told first, so that a failure from here on is reported against this release.
+  ctx.onManifestVerified?.({ version: signed.version, serial: signed.serial });
   // The manifest verified: now, and only now, its serial becomes the floor for this channel.
   await updateState(ctx.layout, (next) => {
     next.highest_serial[ctx.channel] = Math.max(next.highest_serial[ctx.channel] ?? 0, signed.serial);
   });
-  ctx.onManifestVerified?.({ version: signed.version, serial: signed.serial });
 
   if (compareVersions(signed.version, ctx.currentVersion) === 0) {
     await rememberEtag(ctx, fetched.etag);

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fsyncDirectory, fsyncFile, writeFileAtomic } from '../../shared/atomic-file.js';
 import { errorMessage, isErrnoCode } from '../../shared/errors.js';
+import { digestFile } from '../../shared/file-digest.js';
+import type { Logger } from '../../shared/logger.js';
 import { UpdateError } from '../../protocol/reason-codes.js';
 import { executableName } from '../../protocol/platform.js';
 import { isValidVersion } from '../../protocol/version.js';
@@ -25,25 +25,93 @@ export const DEFAULT_SELF_TEST_TIMEOUT_MS = 15_000;
 const SELF_TEST_MAX_OUTPUT_BYTES = 64 * 1024;
 /** Staging dirs are `tmp/stage-<version>-<random>`; recovery removes every one of them. */
 const STAGING_PREFIX = 'stage-';
+/** What mkdtemp appends to the prefix `stage-<version>-`: six random characters. */
+const STAGING_RANDOM_LENGTH = 6;
 
-export async function readCompleteMark(layout: InstallLayout, version: string): Promise<CompleteMark | null> {
-  if (!isValidVersion(version)) return null;
-  let value: Partial<CompleteMark>;
+/** The version a staging dir under tmp/ is made for, or null when `name` is not a staging dir. */
+export function stagingDirVersion(name: string): string | null {
+  if (!name.startsWith(STAGING_PREFIX) || name.length < STAGING_PREFIX.length + STAGING_RANDOM_LENGTH + 2) return null;
+  const version = name.slice(STAGING_PREFIX.length, -(STAGING_RANDOM_LENGTH + 1));
+  return isValidVersion(version) ? version : null;
+}
+
+/**
+ * The reads that tell whether a version is complete. Injectable so that tests can make one fail
+ * as a disk or a permission can (EACCES, EPERM, EIO); production uses node:fs.
+ */
+export interface VersionReader {
+  readFile(path: string): Promise<string>;
+  stat(path: string): Promise<{ isFile(): boolean; size: number }>;
+}
+
+export const fsVersionReader: VersionReader = {
+  readFile: (path) => readFile(path, 'utf8'),
+  stat: (path) => stat(path),
+};
+
+/**
+ * What `versions/<v>/` holds (docs/protocol.md, section 4). Unreadable is not missing: a mark or
+ * executable that is there but cannot be read (EACCES, EPERM, EIO: any errno but ENOENT and
+ * ENOTDIR) may belong to a complete version, so such a version is never removed as incomplete,
+ * and never switched to either.
+ */
+export type VersionStatus =
+  | { kind: 'complete'; mark: CompleteMark }
+  | { kind: 'incomplete'; detail: string }
+  | { kind: 'unreadable'; path: string; errno: string; detail: string };
+
+/** ENOENT, or ENOTDIR (`versions/<v>` is a file): nothing is there. */
+function isMissing(err: unknown): boolean {
+  return isErrnoCode(err, 'ENOENT') || isErrnoCode(err, 'ENOTDIR');
+}
+
+function unreadable(path: string, err: unknown): Extract<VersionStatus, { kind: 'unreadable' }> {
+  const code = (err as { code?: unknown } | null)?.code;
+  return { kind: 'unreadable', path, errno: typeof code === 'string' ? code : 'UNKNOWN', detail: `${path} cannot be read: ${errorMessage(err)}` };
+}
+
+type MarkStatus = Exclude<VersionStatus, { kind: 'complete' }> | { kind: 'marked'; mark: CompleteMark };
+
+async function readMark(layout: InstallLayout, version: string, reader: VersionReader): Promise<MarkStatus> {
+  if (!isValidVersion(version)) return { kind: 'incomplete', detail: `${JSON.stringify(version)} is not a valid version` };
+  const path = join(layout.versionDir(version), COMPLETE_MARK_FILE);
+  let text: string;
   try {
-    value = JSON.parse(await readFile(join(layout.versionDir(version), COMPLETE_MARK_FILE), 'utf8')) as Partial<CompleteMark>;
+    text = await reader.readFile(path);
+  } catch (err) {
+    if (isMissing(err)) return { kind: 'incomplete', detail: `versions/${version} has no ${COMPLETE_MARK_FILE} mark` };
+    return unreadable(path, err);
+  }
+  let value: Partial<CompleteMark> | null;
+  try {
+    value = JSON.parse(text) as Partial<CompleteMark> | null;
   } catch {
-    return null;
+    // The mark is written atomically: bytes that do not parse were never a whole mark.
+    return { kind: 'incomplete', detail: `versions/${version}/${COMPLETE_MARK_FILE} is not JSON` };
   }
   if (
+    typeof value !== 'object' ||
+    value === null ||
     value.version !== version ||
     typeof value.sha256 !== 'string' ||
     !/^[0-9a-f]{64}$/.test(value.sha256) ||
     typeof value.size !== 'number' ||
     typeof value.installed_at !== 'string'
   ) {
-    return null;
+    return { kind: 'incomplete', detail: `versions/${version}/${COMPLETE_MARK_FILE} is not a mark of ${version}` };
   }
-  return value as CompleteMark;
+  return { kind: 'marked', mark: value as CompleteMark };
+}
+
+/**
+ * The mark of `versions/<version>`, or null when there is none (or none valid for it). A mark
+ * that is there but cannot be read is install_failed, never null: a caller that took the version
+ * for missing would replace it.
+ */
+export async function readCompleteMark(layout: InstallLayout, version: string, reader: VersionReader = fsVersionReader): Promise<CompleteMark | null> {
+  const status = await readMark(layout, version, reader);
+  if (status.kind === 'unreadable') throw new UpdateError('install_failed', `version ${version}: ${status.detail}`);
+  return status.kind === 'marked' ? status.mark : null;
 }
 
 /**
@@ -51,26 +119,33 @@ export async function readCompleteMark(layout: InstallLayout, version: string): 
  * the size the mark records. The hash was checked before the mark was written; it is not
  * recomputed on every start.
  */
-export async function isCompleteVersion(layout: InstallLayout, version: string): Promise<boolean> {
-  const mark = await readCompleteMark(layout, version);
-  if (!mark) return false;
+export async function inspectVersion(layout: InstallLayout, version: string, reader: VersionReader = fsVersionReader): Promise<VersionStatus> {
+  const mark = await readMark(layout, version, reader);
+  if (mark.kind !== 'marked') return mark;
+  const executable = layout.executablePath(version);
+  let info: { isFile(): boolean; size: number };
   try {
-    const info = await stat(layout.executablePath(version));
-    return info.isFile() && info.size === mark.size;
-  } catch {
-    return false;
+    info = await reader.stat(executable);
+  } catch (err) {
+    if (isMissing(err)) return { kind: 'incomplete', detail: `versions/${version} has a mark but no executable` };
+    return unreadable(executable, err);
   }
+  if (!info.isFile() || info.size !== mark.mark.size) {
+    return { kind: 'incomplete', detail: `the executable of ${version} is not a file of the ${mark.mark.size} bytes its mark records` };
+  }
+  return { kind: 'complete', mark: mark.mark };
 }
 
-export async function sha256OfFile(path: string): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
-    const bytes = chunk as Buffer;
-    size += bytes.length;
-    hash.update(bytes);
-  }
-  return { sha256: hash.digest('hex'), size };
+/** True for a complete version only; inspectVersion tells incomplete from unreadable. */
+export async function isCompleteVersion(layout: InstallLayout, version: string, reader: VersionReader = fsVersionReader): Promise<boolean> {
+  return (await inspectVersion(layout, version, reader)).kind === 'complete';
+}
+
+/** Why a version is not complete, for messages: with the errno when it could not be read. */
+export function describeVersionStatus(version: string, status: VersionStatus): string {
+  if (status.kind === 'complete') return `${version} is complete`;
+  if (status.kind === 'unreadable') return `${version} is unreadable (${status.errno}): ${status.detail}`;
+  return `${version} is not complete: ${status.detail}`;
 }
 
 class SelfTestTimeout extends Error {}
@@ -199,18 +274,22 @@ async function coveredByReceipt(opts: StageOptions, staged: string): Promise<boo
  * Idempotent: a version already complete with the same SHA-256 is returned as is. On failure the
  * staging dir is removed and an UpdateError is thrown (install_failed; size_mismatch,
  * checksum_mismatch, self_test_failed or disk_full when that is what went wrong). It never writes into a version
- * dir that exists complete, so it never writes over an executable that may be running.
+ * dir that exists complete, so it never writes over an executable that may be running; nor into
+ * one it cannot read (install_failed): that may be complete too.
  */
 export async function stageVersion(opts: StageOptions): Promise<{ version: string; executablePath: string }> {
   const { layout, version } = opts;
   const finalDir = layout.versionDir(version);
   const executablePath = layout.executablePath(version);
-  const existing = await readCompleteMark(layout, version);
-  if (existing && (await isCompleteVersion(layout, version))) {
-    if (existing.sha256 !== opts.sha256) {
+  const existing = await inspectVersion(layout, version);
+  if (existing.kind === 'unreadable') {
+    throw new UpdateError('install_failed', `not staging over versions/${version}: ${describeVersionStatus(version, existing)}`);
+  }
+  if (existing.kind === 'complete') {
+    if (existing.mark.sha256 !== opts.sha256) {
       throw new UpdateError(
         'install_failed',
-        `version ${version} is already installed with SHA-256 ${existing.sha256}, not ${opts.sha256}; a version's bytes never change`,
+        `version ${version} is already installed with SHA-256 ${existing.mark.sha256}, not ${opts.sha256}; a version's bytes never change`,
       );
     }
     if (opts.moveSource) await rm(opts.sourcePath, { force: true });
@@ -226,9 +305,9 @@ export async function stageVersion(opts: StageOptions): Promise<{ version: strin
     else await copyFile(opts.sourcePath, staged);
 
     if (!(await coveredByReceipt(opts, staged))) {
-      const actual = await sha256OfFile(staged);
-      if (actual.size !== opts.size) {
-        throw new UpdateError('size_mismatch', `staged ${version} is ${actual.size} bytes; expected ${opts.size}`);
+      const actual = await digestFile(staged);
+      if (actual.sizeBytes !== opts.size) {
+        throw new UpdateError('size_mismatch', `staged ${version} is ${actual.sizeBytes} bytes; expected ${opts.size}`);
       }
       if (actual.sha256 !== opts.sha256) {
         throw new UpdateError('checksum_mismatch', `staged ${version} has SHA-256 ${actual.sha256}; expected ${opts.sha256}`);
@@ -279,8 +358,9 @@ export async function switchCurrent(
   layout: InstallLayout,
   version: string,
 ): Promise<{ from: string | null; revert(): Promise<void> }> {
-  if (!(await isCompleteVersion(layout, version))) {
-    throw new UpdateError('install_failed', `refusing to make ${version} current: versions/${version} is not a complete version`);
+  const status = await inspectVersion(layout, version);
+  if (status.kind !== 'complete') {
+    throw new UpdateError('install_failed', `refusing to make ${version} current: ${describeVersionStatus(version, status)}`);
   }
   const from = await readPointerOrNull(layout, 'current');
   if (from === version) return { from, revert: async () => undefined };
@@ -304,8 +384,9 @@ export async function switchCurrent(
 export async function rollbackToPrevious(layout: InstallLayout): Promise<{ from: string; to: string }> {
   const to = await readPointerOrNull(layout, 'previous');
   if (to === null) throw new UpdateError('rollback_failed', `no previous version to roll back to in ${layout.root}`);
-  if (!(await isCompleteVersion(layout, to))) {
-    throw new UpdateError('rollback_failed', `previous version ${to} is not complete; cannot roll back to it`);
+  const status = await inspectVersion(layout, to);
+  if (status.kind !== 'complete') {
+    throw new UpdateError('rollback_failed', `cannot roll back to the previous version: ${describeVersionStatus(to, status)}`);
   }
   const from = await readPointerOrNull(layout, 'current');
   try {
@@ -323,7 +404,7 @@ export async function rollbackToPrevious(layout: InstallLayout): Promise<{ from:
 export async function installExecutable(layout: InstallLayout, executablePath: string, version: string): Promise<void> {
   const release = await acquireUpdateLock(layout);
   try {
-    const { sha256, size } = await sha256OfFile(executablePath);
+    const { sha256, sizeBytes: size } = await digestFile(executablePath);
     await stageVersion({ layout, sourcePath: executablePath, version, sha256, size });
     await switchCurrent(layout, version);
     // An installed version is trusted by the operator who installed it: it is what starts.
@@ -338,11 +419,13 @@ const POINTER_TEMP = /^\.(current|previous|launcher|state\.json)\.[0-9a-f]+\.tmp
 /**
  * At supervisor start, clear what a crash may have left half done: staging dirs and stray temp
  * files under tmp/, temp pointers in the root, and `versions/<v>` dirs without a valid mark
- * (unless a pointer names them: those are left for the supervisor to roll back from). Partial
- * downloads and their sidecars are kept so that the next attempt resumes. When another process
- * holds the update lock its staging is live, and nothing is touched.
+ * (unless a pointer names them: those are left for the supervisor to roll back from). A version
+ * that cannot be read is not missing: it is left alone and logged (worker_version_unreadable),
+ * never removed as incomplete. Partial downloads and their sidecars are kept so that the next
+ * attempt resumes. When another process holds the update lock its staging is live, and nothing
+ * is touched.
  */
-export async function recoverInstallRoot(layout: InstallLayout): Promise<void> {
+export async function recoverInstallRoot(layout: InstallLayout, deps: { log?: Logger; reader?: VersionReader } = {}): Promise<void> {
   for (const dir of [layout.root, layout.versionsDir, layout.tmpDir, layout.reportsDir, layout.logsDir]) {
     await mkdir(dir, { recursive: true });
   }
@@ -361,15 +444,21 @@ export async function recoverInstallRoot(layout: InstallLayout): Promise<void> {
     for (const entry of await readdir(layout.root, { withFileTypes: true })) {
       if (POINTER_TEMP.test(entry.name)) await rm(join(layout.root, entry.name), { force: true });
     }
-    const pointed = new Set(
-      [await readPointerOrNull(layout, 'current'), await readPointerOrNull(layout, 'previous')].filter(
-        (version): version is string => version !== null,
-      ),
-    );
+    const pointed = new Set<string | null>([
+      await readPointerOrNull(layout, 'current'),
+      await readPointerOrNull(layout, 'previous'),
+      await readPointerOrNull(layout, 'launcher'),
+    ]);
     for (const entry of await readdir(layout.versionsDir, { withFileTypes: true })) {
       if (!entry.isDirectory() || !isValidVersion(entry.name) || pointed.has(entry.name)) continue;
-      if (!(await isCompleteVersion(layout, entry.name))) {
+      const status = await inspectVersion(layout, entry.name, deps.reader);
+      if (status.kind === 'incomplete') {
         await rm(join(layout.versionsDir, entry.name), { recursive: true, force: true });
+      } else if (status.kind === 'unreadable') {
+        deps.log?.warn(
+          { event: 'worker_version_unreadable', version: entry.name, errno: status.errno, path: status.path },
+          `left versions/${entry.name} alone: ${status.detail}`,
+        );
       }
     }
     await fsyncDirectory(layout.versionsDir);

@@ -2,6 +2,7 @@ import { mkdir, readFile, rm, rmdir, stat, utimes, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { CodedError, isErrnoCode } from '../../shared/errors.js';
+import { isProcessAlive } from '../../shared/process-alive.js';
 import type { InstallLayout } from './install-layout.js';
 
 /** Another process is updating this install root right now. */
@@ -19,16 +20,6 @@ export class UpdateInProgressError extends CodedError<'update_in_progress'> {
 const LOCK_STALE_MS = 30_000;
 const LOCK_UPDATE_MS = 5_000;
 const PID_FILE = 'pid';
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    return isErrnoCode(err, 'EPERM');
-  }
-}
 
 async function holderPid(lockPath: string): Promise<number | null> {
   try {

@@ -2,24 +2,23 @@ import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import type { Dispatcher } from 'undici';
 import type { HeartbeatRequest, RegisterRequest, ServerAccepts, UpdateProgress } from '../../protocol/messages.js';
 import { currentPlatform } from '../../protocol/platform.js';
 import { UpdateError } from '../../protocol/reason-codes.js';
-import { compareVersions } from '../../protocol/version.js';
 import type { Clock } from '../../shared/clock.js';
 import { CodedError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { fullJitterBackoff, type Sleep } from './backoff.js';
 import { buildInfo } from '../build-info.js';
 import type { RunConfig } from '../config.js';
-import { maintainConnection, registerOnce, ServerClient, type RegisterOutcome, type ServerPolicy } from './connection.js';
-import { createDispatcher } from './http.js';
+import { maintainConnection, registerOnce, type RegisterOutcome, type ServerPolicy } from './connection.js';
+import { openServerLink, type ServerLink } from './server-link.js';
 import { installLayout } from '../install/install-layout.js';
 import { serveMetrics, WorkerMetrics, type MetricsServer } from '../telemetry/metrics.js';
-import { autoUpdateAllowed, decideStart, EXIT_CODES, isBelowMinimum, nextCheckDelayMs } from './policy.js';
-import { ReportQueue } from '../telemetry/report-queue.js';
-import { acceptsFromState, adaptedReportSender, adaptForServer, rememberAccepts } from './server-accepts.js';
+import { autoUpdateAllowed, decideStart, EXIT_CODES } from './policy.js';
+import { UpdateSchedule, type CheckOutcome } from './update-schedule.js';
+import { failureReasonOf } from '../install/failure-reason.js';
+import { acceptsFromState, adaptForServer, rememberAccepts } from './server-accepts.js';
 import { loadState } from '../install/state.js';
 import { recheckBeforeSwitch } from '../engine/switch-recheck.js';
 import { completedOnReady, updateStatusAtStart } from './update-status.js';
@@ -63,6 +62,12 @@ export function processSupervisorChannel(): SupervisorChannel | null {
       process.once('disconnect', listener);
     },
   };
+}
+
+/** One update attempt: whether it staged a version, and how the schedule should take it. */
+interface AttemptResult {
+  staged: boolean;
+  outcome: CheckOutcome;
 }
 
 export const UNITS_LOG_PATH = join('work', 'units.log');
@@ -119,26 +124,25 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
       });
   };
 
-  let dispatcher: Dispatcher | null = null;
-  let client: ServerClient | null = null;
-  let queue: ReportQueue | null = null;
+  let link: ServerLink | null = null;
   if (config.serverUrl !== null && config.token !== null) {
-    dispatcher = await createDispatcher(config.caFile !== null ? { caFile: config.caFile } : {});
-    client = new ServerClient({ serverUrl: config.serverUrl, token: config.token, dispatcher, clock });
-    const reportClient = client;
-    queue = new ReportQueue({
-      dir: layout.reportsDir,
-      send: adaptedReportSender({ post: (report, correlationId) => reportClient.postReport(report, correlationId), accepts: () => serverAccepts, log }),
-      backoff: fullJitterBackoff({ baseDelayMs: 1000, maxDelayMs: 300_000, random }),
+    link = await openServerLink({
+      serverUrl: config.serverUrl,
+      token: config.token,
+      caFile: config.caFile,
+      layout,
+      accepts: () => serverAccepts,
       log,
       clock,
+      random,
       ...(deps.sleep ? { sleep: deps.sleep } : {}),
     });
-    background.push(queue.runSender(stopAll.signal));
   } else {
     log.warn({ event: 'worker_offline', reason: 'no server configured' }, 'no server configured: working offline, never updating');
   }
-  const telemetry = new UpdateTelemetry({ log, workerId, platform, metrics, forward: channel ? (m) => channel.send(m) : null, queue });
+  const client = link?.client ?? null;
+  const dispatcher = link?.dispatcher ?? null;
+  const telemetry = new UpdateTelemetry({ log, workerId, platform, metrics, forward: channel ? (m) => channel.send(m) : null, queue: link?.queue ?? null });
 
   const updatesConfigured = client !== null && config.trustedKeys.length > 0;
   if (client !== null && !updatesConfigured) {
@@ -151,14 +155,16 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   let loop: WorkLoop | null = null;
 
   /** One check-download-stage pass (A's runUpdateOnce), with its telemetry. */
-  async function attemptUpdate(force: boolean): Promise<'staged' | 'not_staged'> {
-    if (client === null || config.serverUrl === null || config.token === null) return 'not_staged';
+  async function attemptUpdate(force: boolean): Promise<AttemptResult> {
+    if (client === null || config.serverUrl === null || config.token === null) return { staged: false, outcome: { kind: 'done' } };
     const correlationId = randomUUID();
     let attemptedVersion: string | null = null;
     // The release the verified manifest names: its serial goes into this attempt's reports.
     let verifiedRelease: { version: string; serial: number } | null = null;
     const serialOf = (toVersion: string | null): { serial?: number } =>
       verifiedRelease !== null && verifiedRelease.version === toVersion ? { serial: verifiedRelease.serial } : {};
+    // The version a failure concerns: the one being installed, else the release that verified.
+    const failedVersion = (): string | null => attemptedVersion ?? verifiedRelease?.version ?? policy?.latestVersion ?? null;
     const recordAttempt = async (toVersion: string): Promise<void> => {
       if (attemptedVersion !== null) return;
       attemptedVersion = toVersion;
@@ -198,27 +204,32 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
         // again before switching. An older server has no rollouts to ask about.
         if (serverAccepts !== null && (await recheckBeforeSwitch(ctx, result)).action === 'cancel') {
           currentUpdate = null;
-          return 'not_staged';
+          return { staged: false, outcome: { kind: 'done' } };
         }
         currentUpdate = { to_version: result.version, state: 'restarting' };
-        return 'staged';
+        return { staged: true, outcome: { kind: 'done' } };
       }
       currentUpdate = null;
       log.info({ event: 'worker_update_check', correlation_id: correlationId, result: result.kind, ...('version' in result ? { skipped_version: result.version } : {}) }, 'update check done');
-      return 'not_staged';
+      return { staged: false, outcome: { kind: 'done' } };
     } catch (err) {
       await Promise.all(pendingRecords);
-      if (err instanceof UpdateError) {
-        const toVersion = attemptedVersion ?? policy?.latestVersion ?? null;
-        if (toVersion !== null) currentUpdate = { to_version: toVersion, state: 'failed', reason: err.code };
-        await telemetry.record({ event: 'failure', correlationId, fromVersion: version, toVersion, channel: config.channel, reason: err.code, ...serialOf(toVersion) });
-        log.warn({ event: 'worker_update_failure_detail', correlation_id: correlationId, error: err.message }, 'update failed');
-      } else if (err instanceof CodedError && err.code === 'update_in_progress') {
+      if (err instanceof CodedError && err.code === 'update_in_progress') {
         log.info({ event: 'worker_update_skipped', reason: 'update_in_progress' }, 'another process is updating this install root');
-      } else {
-        log.error({ event: 'worker_update_error', correlation_id: correlationId, error: errorMessage(err) }, 'update check failed unexpectedly');
+        return { staged: false, outcome: { kind: 'done' } };
       }
-      return 'not_staged';
+      // Every failed attempt ends with a reason code: in the report, the metric and this log line.
+      const reason = failureReasonOf(err);
+      const toVersion = failedVersion();
+      if (toVersion !== null) currentUpdate = { to_version: toVersion, state: 'failed', reason };
+      await telemetry.record({ event: 'failure', correlationId, fromVersion: version, toVersion, channel: config.channel, reason, ...serialOf(toVersion) });
+      if (err instanceof UpdateError && reason === err.code) {
+        log.warn({ event: 'worker_update_failure_detail', correlation_id: correlationId, reason, error: err.message }, 'update failed');
+      } else {
+        // Not one of the update steps' own errors: the cause goes to the log in full.
+        log.error({ event: 'worker_update_error', correlation_id: correlationId, reason, error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined }, 'update failed unexpectedly');
+      }
+      return { staged: false, outcome: { kind: 'failed', reason } };
     }
   }
 
@@ -236,7 +247,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     await Promise.allSettled(background);
     await acceptsWrite;
     await metricsServer?.close();
-    await dispatcher?.close().catch(() => undefined);
+    await link?.close();
   }
 
   // Start-up: the handshake decides whether this version may work at all (plan B3.2).
@@ -260,7 +271,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     forceStart: config.forceStart,
     updatesConfigured,
   });
-  if (decision.updateFirst && (await attemptUpdate(config.forceUpdate)) === 'staged') {
+  if (decision.updateFirst && (await attemptUpdate(config.forceUpdate)).staged) {
     await cleanUp();
     return EXIT_CODES.restartIntoStaged;
   }
@@ -295,27 +306,26 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   // also what brings back a worker whose proven version crash-loops: the supervisor reports
   // crash_loop, the server halts the rollout, and the operator's signed rollback release is
   // picked up here, after one unit, before the next crash (docs/worker-updates.md).
-  let nextCheckAtMs = clock.now().getTime() + (decision.updateFirst ? nextCheckDelayMs(config.checkIntervalS, random) : 0);
-  let lastAnnouncedLatest: string | null = policy?.latestVersion ?? null;
+  const schedule = new UpdateSchedule({
+    checkIntervalS: config.checkIntervalS,
+    currentVersion: version,
+    random,
+    nowMs: clock.now().getTime(),
+    checkedAtStart: decision.updateFirst,
+    announcedLatest: policy?.latestVersion ?? null,
+    minimumVersion: policy?.minimumVersion ?? null,
+  });
 
   const onPolicy = (next: ServerPolicy): void => {
-    const before = policy;
     policy = next;
     noteAccepts(next.accepts);
     if (!registered) {
       registered = true;
       maybeSendReady();
     }
-    if (!checksAllowed()) return;
     // A heartbeat announcing another release, or a new minimum above us, brings the check forward.
-    // A version other than ours is news either way: newer is an update, older is a signed rollback release.
-    if (next.latestVersion !== null && next.latestVersion !== lastAnnouncedLatest && compareVersions(next.latestVersion, version) !== 0) {
-      lastAnnouncedLatest = next.latestVersion;
-      nextCheckAtMs = Math.min(nextCheckAtMs, clock.now().getTime() + Math.round(random() * 30_000));
-    }
-    if (isBelowMinimum(version, next.minimumVersion) && !isBelowMinimum(version, before?.minimumVersion ?? null)) {
+    if (schedule.onPolicy(clock.now().getTime(), next, checksAllowed()) === 'below_minimum') {
       log.warn({ event: 'worker_below_minimum', current_version: version, minimum_version: next.minimumVersion }, 'now below the minimum version; updating');
-      nextCheckAtMs = clock.now().getTime();
     }
   };
 
@@ -349,10 +359,12 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
       maybeSendReady();
     },
     betweenUnits: async (): Promise<BetweenUnits> => {
-      if (workLoop.stopRequested) return 'stop';
-      if (!checksAllowed() || clock.now().getTime() < nextCheckAtMs) return 'continue';
-      nextCheckAtMs = clock.now().getTime() + nextCheckDelayMs(config.checkIntervalS, random);
-      return (await attemptUpdate(false)) === 'staged' ? 'restart' : 'continue';
+      const step = schedule.nextStep(clock.now().getTime(), { stopRequested: workLoop.stopRequested, checksAllowed: checksAllowed() });
+      if (step !== 'check') return step;
+      schedule.checkStarted(clock.now().getTime());
+      const attempt = await attemptUpdate(false);
+      schedule.checkFinished(clock.now().getTime(), attempt.outcome);
+      return attempt.staged ? 'restart' : 'continue';
     },
   });
   loop = workLoop;

@@ -25,6 +25,8 @@ export const NEWER_REPORT_FIELDS = ['serial'] as const satisfies readonly (keyof
 export const OLDER_REASON: Readonly<Partial<Record<ReasonCode, ReasonCode>>> = {
   // The new executable failed its own `--version --json`: an install failure, to an older server.
   self_test_failed: 'install_failed',
+  // state.json is unreadable or corrupt: a fault of this machine's install, as install_failed is.
+  state_corrupt: 'install_failed',
   // crash_loop: none. No older code says "it passed its watch and then kept crashing".
 };
 

@@ -5,24 +5,25 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { currentPlatform } from '../../protocol/platform.js';
-import { UpdateError, type ReasonCode } from '../../protocol/reason-codes.js';
+import type { ReasonCode } from '../../protocol/reason-codes.js';
 import type { Clock } from '../../shared/clock.js';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
-import { fullJitterBackoff, sleep as defaultSleep, type Sleep } from '../runtime/backoff.js';
+import { sleep as defaultSleep, type Sleep } from '../runtime/backoff.js';
 import { childRunInvocation, type SuperviseConfig } from '../config.js';
-import { ServerClient } from '../runtime/connection.js';
+import { openServerLink, type ServerLink } from '../runtime/server-link.js';
 import { noteRunEnded, NO_CRASHES, type CrashLoopState } from './crash-loop.js';
-import { childExited, crashBackoffMs, HEALTHY_RUN_RESET_MS, watchHealth, type ChildExit } from './health.js';
-import { createDispatcher } from '../runtime/http.js';
+import { decideAfterExit, decideAfterWatch, decideRound, decideSwitch, type PendingWatch } from './decisions.js';
+import { childExited, HEALTHY_RUN_RESET_MS, watchHealth, type ChildExit } from './health.js';
+import { failureReasonOf } from '../install/failure-reason.js';
 import { installLayout } from '../install/install-layout.js';
-import { isCompleteVersion, recoverInstallRoot, rollbackToPrevious, switchCurrent } from '../install/installer.js';
+import { describeVersionStatus, inspectVersion, recoverInstallRoot, rollbackToPrevious, switchCurrent } from '../install/installer.js';
+import { pruneVersions } from '../install/pruning.js';
 import { serveMetrics, WorkerMetrics, type MetricsServer } from '../telemetry/metrics.js';
 import { EXIT_CODES } from '../runtime/policy.js';
 import { PointerError, readPointer, writePointer, type PointerName } from '../install/pointer.js';
-import { ReportQueue } from '../telemetry/report-queue.js';
-import { acceptsFromState, adaptedReportSender } from '../runtime/server-accepts.js';
-import { loadState, updateState, type WorkerStateFile } from '../install/state.js';
+import { acceptsFromState } from '../runtime/server-accepts.js';
+import { loadState, updateState } from '../install/state.js';
 import { isUpdateEventMessage, UpdateTelemetry } from '../telemetry/telemetry.js';
 
 export interface SupervisorDependencies {
@@ -36,8 +37,6 @@ export interface SupervisorDependencies {
   signals?: NodeJS.EventEmitter;
   env?: NodeJS.ProcessEnv;
 }
-
-type PendingWatch = NonNullable<WorkerStateFile['pending_watch']>;
 
 interface RunningChild {
   process: ChildProcess;
@@ -67,7 +66,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
   const wait = deps.sleep ?? defaultSleep;
   const signals = deps.signals ?? process;
   const layout = installLayout(config.installRoot);
-  await recoverInstallRoot(layout);
+  await recoverInstallRoot(layout, { log: deps.log });
   // Created here, before any child runs, so that two processes never race to make the id.
   const initialState = await loadState(layout, randomUUID);
   const workerId = config.workerId ?? initialState.worker_id;
@@ -76,7 +75,8 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
   const healthWindowMs = Math.round(config.healthWindowS * 1000);
   const stopTimeoutMs = Math.round(config.stopTimeoutS * 1000);
   const stopAll = new AbortController();
-  const background: Promise<unknown>[] = [];
+  // Bounded disk: also at start, to retry what the last prune could not remove.
+  await pruneVersions(layout, { keepVersions: config.keepVersions }, { log, signal: stopAll.signal });
 
   const metrics = new WorkerMetrics();
   let metricsServer: MetricsServer | null = null;
@@ -84,27 +84,23 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
     metricsServer = await serveMetrics(metrics, config.metricsPort, config.metricsHost);
     log.info({ event: 'worker_metrics_listening', url: metricsServer.url }, 'serving metrics');
   }
-  let queue: ReportQueue | null = null;
-  const dispatcher = config.serverUrl !== null ? await createDispatcher(config.caFile !== null ? { caFile: config.caFile } : {}) : null;
-  if (dispatcher && config.serverUrl !== null && config.token !== null) {
+  let link: ServerLink | null = null;
+  if (config.serverUrl !== null && config.token !== null) {
     const serverUrl = config.serverUrl;
-    const client = new ServerClient({ serverUrl, token: config.token, dispatcher, clock });
-    queue = new ReportQueue({
-      dir: layout.reportsDir,
+    link = await openServerLink({
+      serverUrl,
+      token: config.token,
+      caFile: config.caFile,
+      layout,
       // The supervisor never registers: what the server accepts is what it last told `run`.
-      send: adaptedReportSender({
-        post: (report, correlationId) => client.postReport(report, correlationId),
-        accepts: async () => acceptsFromState(await loadState(layout, randomUUID), serverUrl),
-        log,
-      }),
-      backoff: fullJitterBackoff({ baseDelayMs: 1000, maxDelayMs: 300_000, random }),
+      accepts: async () => acceptsFromState(await loadState(layout, randomUUID), serverUrl),
       log,
       clock,
+      random,
       ...(deps.sleep ? { sleep: deps.sleep } : {}),
     });
-    background.push(queue.runSender(stopAll.signal));
   }
-  const telemetry = new UpdateTelemetry({ log, workerId, platform, metrics, queue });
+  const telemetry = new UpdateTelemetry({ log, workerId, platform, metrics, queue: link?.queue ?? null });
 
   let stopping = false;
   let child: RunningChild | null = null;
@@ -201,13 +197,15 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
       log.error({ event: 'worker_update_switch_refused', correlation_id: pending.correlation_id, to_version: pending.to_version, detail: message }, message);
       await reportFailure(reason);
     };
-    // Defence in depth: a version rolled back here is not tried again unless forced.
-    if (state.rolled_back[pending.to_version] && !requestedWithForce) {
-      await reject('install_failed', `version ${pending.to_version} was rolled back on this worker; not switching to it without --force-update`);
-      return;
-    }
-    if (!(await isCompleteVersion(layout, pending.to_version))) {
-      await reject('install_failed', `staged version ${pending.to_version} is not complete; not switching`);
+    const staged = await inspectVersion(layout, pending.to_version);
+    const decision = decideSwitch({
+      pendingSwitch: pending,
+      rolledBack: state.rolled_back[pending.to_version] !== undefined,
+      requestedWithForce,
+      stagedProblem: staged.kind === 'complete' ? null : describeVersionStatus(pending.to_version, staged),
+    });
+    if (decision.kind === 'refuse') {
+      await reject(decision.reason, decision.message);
       return;
     }
     // The watch is recorded before `current` changes: a crash right after the switch is then
@@ -223,7 +221,9 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
       await updateState(layout, (s) => {
         delete s.pending_watch;
       });
-      await reportFailure(err instanceof UpdateError ? err.code : 'install_failed');
+      const reason = failureReasonOf(err);
+      log.error({ event: 'worker_update_switch_failed', correlation_id: pending.correlation_id, to_version: pending.to_version, reason, error: errorMessage(err) }, 'the switch failed; the old version stays current');
+      await reportFailure(reason);
       return;
     }
     log.info({ event: 'worker_update_switched', correlation_id: pending.correlation_id, from_version: pending.from_version, to_version: pending.to_version }, 'switched current; watching the new version');
@@ -303,6 +303,30 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
     });
   }
 
+  /** The new version said ready in time: from now on it is what the service manager starts. */
+  async function proveVersion(watch: PendingWatch, running: RunningChild): Promise<void> {
+    await writePointer(layout, 'launcher', watch.to_version);
+    await updateState(layout, (s) => {
+      delete s.pending_watch;
+      // Remembered for a crash_loop report, should the proven version keep crashing later.
+      if (watch.serial !== undefined) s.proven = { version: watch.to_version, serial: watch.serial };
+      else delete s.proven;
+    });
+    await running.endAttemptLog(false);
+    const durationMs = clock.now().getTime() - Date.parse(watch.started_at);
+    await telemetry.record({
+      event: 'success',
+      correlationId: watch.correlation_id,
+      fromVersion: watch.from_version,
+      toVersion: watch.to_version,
+      channel: watch.channel,
+      ...(Number.isFinite(durationMs) ? { durationMs } : {}),
+      ...(watch.serial !== undefined ? { serial: watch.serial } : {}),
+    });
+    // Bounded disk: the versions no pointer names go, now that the new one is proven.
+    await pruneVersions(layout, { keepVersions: config.keepVersions }, { log, signal: stopAll.signal });
+  }
+
   let forceUpdateNext = config.forceUpdate;
   let crashes = 0;
   let crashLoop: CrashLoopState = NO_CRASHES;
@@ -310,87 +334,67 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
   let exitCode: number = EXIT_CODES.ok;
   try {
     while (!stopping) {
-      let state = await loadState(layout, randomUUID);
-      // A switch recorded but not carried out before the supervisor stopped is carried out now.
-      if (firstRound && state.pending_switch && !state.pending_watch) {
-        await switchToStaged(false);
-        state = await loadState(layout, randomUUID);
-      }
+      const state = await loadState(layout, randomUUID);
+      const round = decideRound({
+        firstRound,
+        current: await readPointer(layout, 'current'),
+        launcher: await readPointer(layout, 'launcher'),
+        pendingSwitch: state.pending_switch ?? null,
+        pendingWatch: state.pending_watch ?? null,
+      });
       firstRound = false;
-      const current = await readPointer(layout, 'current');
-      if (current === null) {
+      if (round.kind === 'not_installed') {
         log.error({ event: 'worker_not_installed', install_root: layout.root }, 'no current version: run `bytebiota-worker install --install-root DIR` first');
         exitCode = EXIT_CODES.usage;
         break;
       }
-      const watch = state.pending_watch ?? null;
-      if (!watch && (await readPointer(layout, 'launcher')) === null) {
-        // An install root from before the launcher pointer: current, not under watch, is proven.
-        await writePointer(layout, 'launcher', current);
+      if (round.kind === 'carry_out_switch') {
+        await switchToStaged(false);
+        continue;
       }
-      if (watch && watch.to_version !== current) {
-        // The supervisor stopped after recording the watch but before the switch: nothing changed
-        // yet, and the staged version is still wanted. Dropping it would leave this worker on the
-        // old version for good: its remembered ETag says the release was handled, so its checks
-        // get 304. So the switch is recorded again and carried out now (or refused, and then the
-        // ETag is forgotten: see switchToStaged).
-        log.warn({ event: 'worker_update_switch_not_done', correlation_id: watch.correlation_id, to_version: watch.to_version, current }, 'the recorded switch never happened; carrying it out now');
+      if (round.kind === 'redo_switch') {
+        const { watch } = round;
+        log.warn({ event: 'worker_update_switch_not_done', correlation_id: watch.correlation_id, to_version: watch.to_version }, 'the recorded switch never happened; carrying it out now');
         const { started_at: _startedAt, ...pending } = watch;
         await updateState(layout, (s) => {
           delete s.pending_watch;
           s.pending_switch = pending;
         });
+        // Refused, the ETag is forgotten so that the next check fetches the release again.
         await switchToStaged(false);
         continue;
-      } else if (watch) {
+      }
+      const { watch } = round;
+      if (round.adoptLauncher) await writePointer(layout, 'launcher', round.version);
+      if (watch) {
         log.info({ event: 'worker_update_watch', correlation_id: watch.correlation_id, to_version: watch.to_version, health_window_ms: healthWindowMs }, 'watching the new version');
       }
 
       // A stop signal may have come during the awaits above, when there was no child to forward it to.
       if (stopping) break;
       const requestedWithForce = forceUpdateNext;
-      const running = await startChild(current, { forceUpdate: forceUpdateNext, watched: watch !== null });
+      const running = await startChild(round.version, { forceUpdate: forceUpdateNext, watched: watch !== null });
       forceUpdateNext = false;
       child = running;
       // Or while the child was being started: it must get the SIGTERM the others got.
       if (stopping) void stopChild(running);
 
       if (watch) {
-        const outcome = await watchHealth(running.process, running.exited, healthWindowMs);
-        if (outcome.kind === 'ready') {
-          // The version proved itself: from now on it is what the service manager starts.
-          await writePointer(layout, 'launcher', watch.to_version);
-          await updateState(layout, (s) => {
-            delete s.pending_watch;
-            // Remembered for a crash_loop report, should the proven version keep crashing later.
-            if (watch.serial !== undefined) s.proven = { version: watch.to_version, serial: watch.serial };
-            else delete s.proven;
-          });
-          await running.endAttemptLog(false);
-          const durationMs = clock.now().getTime() - Date.parse(watch.started_at);
-          await telemetry.record({
-            event: 'success',
-            correlationId: watch.correlation_id,
-            fromVersion: watch.from_version,
-            toVersion: watch.to_version,
-            channel: watch.channel,
-            ...(Number.isFinite(durationMs) ? { durationMs } : {}),
-            ...(watch.serial !== undefined ? { serial: watch.serial } : {}),
-          });
+        const verdict = decideAfterWatch(await watchHealth(running.process, running.exited, healthWindowMs), stopping);
+        if (verdict.kind === 'proven') {
+          await proveVersion(watch, running);
           crashes = 0;
-        } else if (stopping) {
-          // Stopped by the operator mid-watch: not the version's fault. The watch stays recorded
-          // and resumes, with a fresh window, when the supervisor starts again.
+        } else if (verdict.kind === 'stopped_mid_watch') {
           await running.exited;
           await running.endAttemptLog(true);
           break;
         } else {
-          if (outcome.kind === 'timeout') {
+          if (verdict.stopChildFirst) {
             log.warn({ event: 'worker_health_timeout', to_version: watch.to_version, health_window_ms: healthWindowMs }, 'no ready within the health window; stopping it');
             await stopChild(running);
           }
           await running.endAttemptLog(true);
-          await rollBack(watch, outcome.kind === 'timeout' ? 'health_check_failed' : 'crashed_on_start', running.attemptLogPath);
+          await rollBack(watch, verdict.reason, running.attemptLogPath);
           child = null;
           continue;
         }
@@ -400,42 +404,38 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
       child = null;
       if (stopping) break;
       const ranMs = clock.now().getTime() - running.startedAtMs;
-      if (exit.code === EXIT_CODES.restartIntoStaged) {
+      const next = decideAfterExit({ exit, ranMs, crashes });
+      if (next.kind === 'switch_to_staged') {
         crashLoop = noteRunEnded(crashLoop, { version: running.version, ranMs, crashed: false, proven: false }).state;
         await switchToStaged(requestedWithForce);
         continue;
       }
-      if (exit.code === EXIT_CODES.usage || exit.code === EXIT_CODES.refusedToStart) {
-        // Restarting cannot help: the configuration is wrong, or the server's minimum version
-        // needs an operator (docs/runbooks/worker-force-update.md). Pass the reason on.
-        log.error({ event: 'worker_child_fatal', exit_code: exit.code, child_version: running.version }, 'the worker cannot run; the supervisor stops');
-        exitCode = exit.code;
+      if (next.kind === 'stop') {
+        // The configuration is wrong, or the server's minimum version needs an operator
+        // (docs/runbooks/worker-force-update.md). Pass the reason on.
+        log.error({ event: 'worker_child_fatal', exit_code: next.exitCode, child_version: running.version }, 'the worker cannot run; the supervisor stops');
+        exitCode = next.exitCode;
         break;
       }
-      // Crash loop protection: 1 s doubling to 5 min; a long healthy run starts over.
-      if (ranMs >= HEALTHY_RUN_RESET_MS) crashes = 0;
-      const delayMs = crashBackoffMs(crashes);
-      crashes += 1;
+      crashes = next.crashes;
       log.error(
-        { event: 'worker_child_exited', exit_code: exit.code, signal: exit.signal, spawn_error: exit.error?.message, child_version: running.version, restart_in_ms: delayMs },
+        { event: 'worker_child_exited', exit_code: exit.code, signal: exit.signal, spawn_error: exit.error?.message, child_version: running.version, restart_in_ms: next.delayMs },
         'the worker exited; restarting it',
       );
-      const crashed = exit.error === undefined && exit.code !== 0;
       // Proven: it passed its health watch (the launcher names it) and no new watch is pending.
-      const proven = crashed && (await pointerOrNull('launcher')) === running.version && (await loadState(layout, randomUUID)).pending_watch === undefined;
-      const noted = noteRunEnded(crashLoop, { version: running.version, ranMs, crashed, proven });
+      const proven = next.crashed && (await pointerOrNull('launcher')) === running.version && (await loadState(layout, randomUUID)).pending_watch === undefined;
+      const noted = noteRunEnded(crashLoop, { version: running.version, ranMs, crashed: next.crashed, proven });
       crashLoop = noted.state;
-      if (noted.report) await reportCrashLoop(running.version, crashLoop.shortCrashes, ranMs, delayMs);
-      await wait(delayMs, stopAll.signal);
+      if (noted.report) await reportCrashLoop(running.version, crashLoop.shortCrashes, ranMs, next.delayMs);
+      await wait(next.delayMs, stopAll.signal);
     }
   } finally {
     if (killTimer) clearTimeout(killTimer);
     signals.off('SIGTERM', onSigterm);
     signals.off('SIGINT', onSigint);
     stopAll.abort();
-    await Promise.allSettled(background);
     await metricsServer?.close();
-    await dispatcher?.close().catch(() => undefined);
+    await link?.close();
   }
   log.info({ event: 'worker_supervisor_stopped', exit_code: exitCode }, 'supervisor stopped');
   return exitCode;

@@ -6,6 +6,7 @@ import { writeFileAtomic } from '../../shared/atomic-file.js';
 import type { Clock } from '../../shared/clock.js';
 import { errorMessage, isErrnoCode } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
+import { isProcessAlive } from '../../shared/process-alive.js';
 import { sleep as defaultSleep, type Backoff, type Sleep } from '../runtime/backoff.js';
 import { ConnectionError } from '../runtime/connection.js';
 
@@ -40,15 +41,6 @@ export interface DrainResult {
 const QUEUED_SUFFIX = '.json';
 const CLAIM_MARK = '.sending-';
 
-function defaultIsProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return isErrnoCode(err, 'EPERM');
-  }
-}
-
 /**
  * Update reports are queued on disk first, then sent; a file is deleted only after the server's
  * 202, so no report is lost while the server is down or the worker restarts. The supervisor and
@@ -82,7 +74,7 @@ export class ReportQueue {
 
   /** Put back files claimed by processes that died mid-send. */
   async releaseStaleClaims(): Promise<number> {
-    const isAlive = this.#options.isProcessAlive ?? defaultIsProcessAlive;
+    const isAlive = this.#options.isProcessAlive ?? isProcessAlive;
     let released = 0;
     for (const name of await this.#list()) {
       const at = name.indexOf(CLAIM_MARK);

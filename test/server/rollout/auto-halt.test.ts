@@ -100,7 +100,7 @@ async function restarted(fleet: Fleet) {
   const app = await buildApp({
     store: new FolderStore(fleet.server.storeDir),
     fleet: reopened,
-    releaseKeys: [fleet.server.key.publicKey],
+    releaseKeys: [fleet.server.key.public],
     releaseKeyThreshold: 1,
     cacheTtlSeconds: 0,
     heartbeatIntervalSeconds: 30,

@@ -32,7 +32,7 @@ interface Lab {
 async function startLab(seed: number): Promise<Lab> {
   const server = await startTestServer({ cacheTtlSeconds: 0, rollouts: { defaultPlan: 'staged', evaluateOnTimer: false } });
   const base = await server.app.listen({ host: '127.0.0.1', port: 0 });
-  const fleet = new LightFleet(base, CHANNEL, [server.key.publicKey], () => server.clock.now());
+  const fleet = new LightFleet(base, CHANNEL, [server.key.public], () => server.clock.now());
   const random = seededRandom(seed);
   for (const [pool, count] of Object.entries(POOLS)) {
     const { token } = await server.addToken('worker', pool);

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { join } from 'node:path';
-import { fixedClock } from '../../../src/shared/clock.js';
 import type { SignedRelease } from '../../../src/protocol/manifest.js';
 import { installLayout, type InstallLayout } from '../../../src/worker/install/install-layout.js';
 import { isCompleteVersion } from '../../../src/worker/install/installer.js';
@@ -14,11 +13,12 @@ import {
   fakeWorkerExecutable,
   installFakeVersion,
   makeTempDir,
-  memoryLogger,
   releaseFor,
-  signedManifestBytes,
   testKeys,
+  updaterContext,
+  type RecordingUpdaterContext,
 } from '../../helpers/engine-fixtures.js';
+import { signedManifestBytes } from '../../helpers/trust-fixtures.js';
 import { LATEST_PATH, startEngineUpdateServer, type EngineUpdateServer } from '../../helpers/engine-update-server.js';
 
 describe('deciding the switch after staging', () => {
@@ -69,27 +69,8 @@ describe('asking again before the switch', () => {
     server.manifest = { status: 200, body: signedManifestBytes(release(3), keys.privateKeys), etag: `"m3-${n}"` };
   });
 
-  function context(overrides: Partial<UpdaterContext> = {}): UpdaterContext & { logs: ReturnType<typeof memoryLogger> } {
-    const logs = memoryLogger();
-    return {
-      layout,
-      serverUrl: server.url,
-      token: 'tok',
-      channel: 'stable',
-      platform: 'linux-x64',
-      workerId: 'worker-1',
-      currentVersion: '1.0.0',
-      trustedKeys: keys.publicKeys,
-      threshold: 1,
-      clock: fixedClock('2026-06-01T00:00:00Z'),
-      force: false,
-      correlationId: `corr-${n}`,
-      log: logs.log,
-      statfs: async () => ({ bavail: 1n << 30n, bsize: 4096n }),
-      selfTestTimeoutMs: 5_000,
-      logs,
-      ...overrides,
-    };
+  function context(overrides: Partial<UpdaterContext> = {}): RecordingUpdaterContext {
+    return updaterContext({ layout, serverUrl: server.url, token: 'tok', trustedKeys: keys.publicKeys, correlationId: `corr-${n}` }, overrides);
   }
 
   /** Stage 1.1.0 (serial 3) as `run` does, then change what the server answers. */

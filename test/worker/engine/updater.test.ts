@@ -1,6 +1,6 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, readdir } from 'node:fs/promises';
+import { access, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fixedClock } from '../../../src/shared/clock.js';
@@ -10,6 +10,7 @@ import { UpdateError, type ReasonCode } from '../../../src/protocol/reason-codes
 import { installLayout, type InstallLayout } from '../../../src/worker/install/install-layout.js';
 import { rollbackToPrevious } from '../../../src/worker/install/installer.js';
 import { acquireUpdateLock } from '../../../src/worker/install/lock.js';
+import { failureReasonOf } from '../../../src/worker/install/failure-reason.js';
 import { readPointer } from '../../../src/worker/install/pointer.js';
 import { loadState, updateState } from '../../../src/worker/install/state.js';
 import { checkForUpdate, runUpdateOnce, type UpdaterContext } from '../../../src/worker/engine/updater.js';
@@ -18,13 +19,14 @@ import {
   fakeWorkerExecutable,
   installFakeVersion,
   makeTempDir,
-  memoryLogger,
   releaseFor,
   runVersionOf,
   sha256Hex,
-  signedManifestBytes,
   testKeys,
+  updaterContext,
+  type RecordingUpdaterContext,
 } from '../../helpers/engine-fixtures.js';
+import { signedManifestBytes } from '../../helpers/trust-fixtures.js';
 import { startEngineUpdateServer, type EngineUpdateServer } from '../../helpers/engine-update-server.js';
 
 const TOKEN = 'worker-token-secret-123';
@@ -66,35 +68,8 @@ describe('updater', () => {
     server.manifest = { status: 200, body: signedManifestBytes(signed, signWith), etag };
   }
 
-  function context(
-    overrides: Partial<UpdaterContext> = {},
-  ): UpdaterContext & { logs: ReturnType<typeof memoryLogger>; progress: UpdateProgress[]; verified: Array<{ version: string; serial: number }> } {
-    const logs = memoryLogger();
-    const progress: UpdateProgress[] = [];
-    const verified: Array<{ version: string; serial: number }> = [];
-    return {
-      layout,
-      serverUrl: server.url,
-      token: TOKEN,
-      channel: 'stable',
-      platform: 'linux-x64',
-      workerId: 'worker-1',
-      currentVersion: '1.0.0',
-      trustedKeys: keys.publicKeys,
-      threshold: 1,
-      clock: fixedClock('2026-06-01T00:00:00Z'),
-      force: false,
-      correlationId: `corr-${n}`,
-      onProgress: (p) => progress.push(p),
-      onManifestVerified: (release) => verified.push(release),
-      log: logs.log,
-      statfs: async () => ({ bavail: 1n << 30n, bsize: 4096n }),
-      selfTestTimeoutMs: 5_000,
-      logs,
-      progress,
-      verified,
-      ...overrides,
-    };
+  function context(overrides: Partial<UpdaterContext> = {}): RecordingUpdaterContext {
+    return updaterContext({ layout, serverUrl: server.url, token: TOKEN, trustedKeys: keys.publicKeys, correlationId: `corr-${n}` }, overrides);
   }
 
   const artifactRequests = () => server.requests.filter((r) => r.path === ARTIFACT_PATH);
@@ -291,6 +266,24 @@ describe('updater', () => {
     },
     { code: 'rollback_failed', name: 'rollback with no previous version', arrange: () => undefined, act: () => rollbackToPrevious(layout) },
   ];
+
+  for (const [name, breakState] of [
+    ['does not parse', (path: string) => writeFile(path, '{"worker_id": "w-1", "highest')],
+    ['cannot be read (a directory in its place, as EACCES or EIO would)', async (path: string) => (await rm(path, { force: true }), mkdir(path))],
+  ] as const) {
+    test(`fails with state_corrupt: state.json ${name}; nothing staged, 1.0.0 stays current and runs, the file is left for the operator`, async () => {
+      await breakState(layout.statePath);
+      await assert.rejects(runUpdateOnce(context()), (err) => failureReasonOf(err) === 'state_corrupt');
+      assert.equal(await readPointer(layout, 'current'), '1.0.0');
+      assert.equal(await runVersionOf(join(layout.root, 'current', 'bytebiota-worker')), '1.0.0');
+      await access(layout.versionDir(NEW_VERSION)).then(
+        () => assert.fail('nothing may enter versions/ after a failure'),
+        () => undefined,
+      );
+      await assert.rejects(loadState(layout, () => 'unused'), (err) => failureReasonOf(err) === 'state_corrupt', 'it is not reset: the operator decides');
+      await (await acquireUpdateLock(layout))();
+    });
+  }
 
   for (const row of failures) {
     test(`fails with ${row.code}: ${row.name}; 1.0.0 stays current and runs`, async () => {

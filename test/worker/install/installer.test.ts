@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { access, chmod, cp, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { build } from 'esbuild';
@@ -19,18 +19,14 @@ import {
 } from '../../../src/worker/install/installer.js';
 import { readPointer, writePointer } from '../../../src/worker/install/pointer.js';
 import { acquireUpdateLock } from '../../../src/worker/install/lock.js';
-import { downloadArtifact } from '../../../src/worker/engine/fetcher.js';
+import { downloadArtifact } from '../../../src/worker/engine/download.js';
+import { fileIdentity, sameFile } from '../../../src/worker/install/file-receipt.js';
 import { startEngineUpdateServer } from '../../helpers/engine-update-server.js';
-import { fakeWorkerExecutable, installFakeVersion, makeTempDir, runVersionOf, sha256Hex } from '../../helpers/engine-fixtures.js';
+import { until } from '../../helpers/wait.js';
+import { fakeWorkerExecutable, installFakeVersion, makeTempDir, runVersionOf, sha256Hex, exists } from '../../helpers/engine-fixtures.js';
 
 const isCode = (code: ReasonCode) => (err: unknown) => err instanceof UpdateError && err.code === code;
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
 
 describe('installer', () => {
   let temp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -100,10 +96,13 @@ describe('installer', () => {
       const partialPath = join(layout.tmpDir, '1.3.0-linux-x64.partial');
       const download = await downloadArtifact({ url: `${server.url}/w`, partialPath, ...signed, statfs: async () => ({ bavail: 1n << 30n, bsize: 4096n }) });
       // Same size, other bytes, written after the receipt was made: the identity no longer matches.
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      // (Written again until the filesystem's clock has moved on, so the write shows in mtime.)
       const tampered = Buffer.from(bytes);
       tampered[tampered.length - 2] = 0x41;
-      await writeFile(partialPath, tampered);
+      await until('the rewrite to change the file identity', async () => {
+        await writeFile(partialPath, tampered);
+        return !sameFile(await fileIdentity(partialPath), download.verified.identity);
+      }, 5_000, 1);
       await assert.rejects(
         stageVersion({ layout, sourcePath: partialPath, version: '1.3.0', ...signed, moveSource: true, verified: download.verified }),
         isCode('checksum_mismatch'),

@@ -1,21 +1,16 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { installLayout } from '../../../src/worker/install/install-layout.js';
 import { acquireUpdateLock, UpdateInProgressError } from '../../../src/worker/install/lock.js';
-import { makeTempDir } from '../../helpers/engine-fixtures.js';
+import { tempInstallRoots } from '../../helpers/install-roots.js';
 
 describe('update lock', () => {
-  let temp: Awaited<ReturnType<typeof makeTempDir>>;
-  before(async () => {
-    temp = await makeTempDir('lock');
-  });
-  after(() => temp.remove());
+  const installRoot = tempInstallRoots('lock');
 
   test('one holder at a time; released twice safely; free again after release', async () => {
-    const layout = installLayout(join(temp.dir, 'a'), 'linux-x64');
+    const layout = installRoot('a');
     const release = await acquireUpdateLock(layout);
     await assert.rejects(acquireUpdateLock(layout), (err) => err instanceof UpdateInProgressError && err.code === 'update_in_progress');
     await release();
@@ -26,7 +21,7 @@ describe('update lock', () => {
   });
 
   test('held past the lock refresh interval (a long download): still released, free again at once', async () => {
-    const layout = installLayout(join(temp.dir, 'long'), 'linux-x64');
+    const layout = installRoot('long');
     const release = await acquireUpdateLock(layout);
     // Longer than the 5 s refresh: the refresh must not mistake the pid file for another holder.
     await new Promise((resolve) => setTimeout(resolve, 6_000));
@@ -38,7 +33,7 @@ describe('update lock', () => {
   });
 
   test('held by another live process: update_in_progress; that process killed -9: taken over', async () => {
-    const layout = installLayout(join(temp.dir, 'b'), 'linux-x64');
+    const layout = installRoot('b');
     const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
     try {
       await mkdir(layout.lockPath, { recursive: true });

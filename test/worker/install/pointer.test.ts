@@ -1,20 +1,15 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { lstat, readFile, readdir, readlink, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { installLayout } from '../../../src/worker/install/install-layout.js';
 import { readPointer, removePointer, writePointer, PointerError } from '../../../src/worker/install/pointer.js';
-import { makeTempDir } from '../../helpers/engine-fixtures.js';
+import { tempInstallRoots } from '../../helpers/install-roots.js';
 
 describe('pointer', () => {
-  let temp: Awaited<ReturnType<typeof makeTempDir>>;
-  before(async () => {
-    temp = await makeTempDir('pointer');
-  });
-  after(() => temp.remove());
+  const installRoot = tempInstallRoots('pointer');
 
   test('symlink: missing is null; written as a relative link; replaced atomically; no temp left', async () => {
-    const layout = installLayout(join(temp.dir, 'a'), 'linux-x64');
+    const layout = installRoot('a');
     assert.equal(await readPointer(layout, 'current'), null);
     await writePointer(layout, 'current', '1.0.0');
     assert.equal(await readlink(layout.currentPointer), join('versions', '1.0.0'));
@@ -28,7 +23,7 @@ describe('pointer', () => {
   });
 
   test('Windows scheme: a file holding the version, replaced by rename', async () => {
-    const layout = installLayout(join(temp.dir, 'w'), 'win32-x64');
+    const layout = installRoot('w', 'win32-x64');
     await writePointer(layout, 'previous', '1.0.0');
     assert.equal(await readFile(layout.previousPointer, 'utf8'), '1.0.0\n');
     assert.equal((await lstat(layout.previousPointer)).isFile(), true);
@@ -36,7 +31,7 @@ describe('pointer', () => {
   });
 
   test('a pointer that names no version is an error, not a guess', async () => {
-    const layout = installLayout(join(temp.dir, 'bad'), 'linux-x64');
+    const layout = installRoot('bad');
     await writePointer(layout, 'current', '1.0.0');
     await removePointer(layout, 'current');
     await symlink('/etc', layout.currentPointer);
@@ -44,14 +39,14 @@ describe('pointer', () => {
     await removePointer(layout, 'current');
     await writeFile(layout.currentPointer, 'x');
     await assert.rejects(readPointer(layout, 'current'), (err) => err instanceof PointerError);
-    const win = installLayout(join(temp.dir, 'badwin'), 'win32-x64');
+    const win = installRoot('badwin', 'win32-x64');
     await writePointer(win, 'current', '1.0.0');
     await writeFile(win.currentPointer, '../../etc\n');
     await assert.rejects(readPointer(win, 'current'), (err) => err instanceof PointerError);
   });
 
   test('refuses to write a non-version', async () => {
-    const layout = installLayout(join(temp.dir, 'nv'), 'linux-x64');
+    const layout = installRoot('nv');
     await assert.rejects(writePointer(layout, 'current', '../x'), RangeError);
   });
 });

@@ -1,20 +1,14 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { installLayout } from '../../../src/worker/install/install-layout.js';
 import { loadState, updateState, StateFileError, WorkerStateFileSchema } from '../../../src/worker/install/state.js';
-import { makeTempDir } from '../../helpers/engine-fixtures.js';
+import { tempInstallRoots } from '../../helpers/install-roots.js';
 
 describe('state', () => {
-  let temp: Awaited<ReturnType<typeof makeTempDir>>;
-  before(async () => {
-    temp = await makeTempDir('state');
-  });
-  after(() => temp.remove());
+  const installRoot = tempInstallRoots('state');
 
   test('created with a new worker id when missing, then read back unchanged', async () => {
-    const layout = installLayout(join(temp.dir, 'a'), 'linux-x64');
+    const layout = installRoot('a');
     let calls = 0;
     const first = await loadState(layout, () => {
       calls += 1;
@@ -28,7 +22,7 @@ describe('state', () => {
   });
 
   test('updateState is read-modify-write; concurrent updates are not lost', async () => {
-    const layout = installLayout(join(temp.dir, 'b'), 'linux-x64');
+    const layout = installRoot('b');
     await loadState(layout, () => 'w');
     await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
@@ -47,7 +41,7 @@ describe('state', () => {
   });
 
   test('a corrupt file is an error naming the file, and is left as it was', async () => {
-    const layout = installLayout(join(temp.dir, 'c'), 'linux-x64');
+    const layout = installRoot('c');
     await loadState(layout, () => 'w');
     for (const text of ['{not json', JSON.stringify({ worker_id: 'w', highest_serial: { stable: -1 }, rolled_back: {} })]) {
       await writeFile(layout.statePath, text);
@@ -61,7 +55,7 @@ describe('state', () => {
   });
 
   test('refuses to write a state that breaks the schema', async () => {
-    const layout = installLayout(join(temp.dir, 'd'), 'linux-x64');
+    const layout = installRoot('d');
     await loadState(layout, () => 'w');
     await assert.rejects(
       updateState(layout, (s) => {
@@ -90,7 +84,7 @@ describe('state', () => {
   });
 
   test('the newer fields round-trip, and a file an older version wrote (without them) still reads', async () => {
-    const layout = installLayout(join(temp.dir, 'e'), 'linux-x64');
+    const layout = installRoot('e');
     const older = { worker_id: 'w', highest_serial: { stable: 3 }, rolled_back: {}, pending_switch: { to_version: '1.1.0', from_version: '1.0.0', correlation_id: 'c-1', channel: 'stable' }, from_the_future: { kept: true } };
     await mkdir(layout.root, { recursive: true });
     await writeFile(layout.statePath, JSON.stringify(older));

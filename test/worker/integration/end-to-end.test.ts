@@ -11,7 +11,8 @@ import { buildWorker, type BuiltWorker } from '../../../src/release/build/index.
 import { installLayout } from '../../../src/worker/install/install-layout.js';
 import { readPointer } from '../../../src/worker/install/pointer.js';
 import { loadState } from '../../../src/worker/install/state.js';
-import { eventIs } from '../../helpers/worker-fixtures.js';
+import { eventIs, watchLogLines } from '../../helpers/log-lines.js';
+import { until } from '../../helpers/wait.js';
 
 /**
  * The real thing: packaged v1 and v2 executables (the SEA builder), v2 published with a signed
@@ -27,36 +28,6 @@ let dir = '';
 let v1: BuiltWorker;
 let serverUrl = '';
 const children: ReturnType<typeof spawn>[] = [];
-
-function collectLines(child: ReturnType<typeof spawn>): { lines: Record<string, unknown>[]; waitFor(match: (l: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown>> } {
-  const lines: Record<string, unknown>[] = [];
-  let buffered = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    buffered += chunk;
-    const parts = buffered.split('\n');
-    buffered = parts.pop() ?? '';
-    for (const part of parts) {
-      try {
-        lines.push(JSON.parse(part) as Record<string, unknown>);
-      } catch {
-        // Not a log line.
-      }
-    }
-  });
-  return {
-    lines,
-    async waitFor(match, timeoutMs) {
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        const found = lines.find(match);
-        if (found) return found;
-        if (child.exitCode !== null) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`no matching line; got:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`);
-    },
-  };
-}
 
 after(async () => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
@@ -80,7 +51,7 @@ before(async () => {
   adminToken = (await cli('server', ['token', 'create', '--db', db, '--role', 'admin'])).stdout.trim().split('\n').at(-1) ?? '';
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts', 'serve', '--port', '0', '--store', store, '--db', db, '--release-key', publicKey, '--heartbeat-interval', '1', '--default-rollout-plan', 'immediate'], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(server);
-  const listening = await collectLines(server).waitFor(eventIs('server_listening'), 30_000);
+  const listening = await watchLogLines(server).waitForLine(eventIs('server_listening'), 30_000);
   serverUrl = String(listening['url']);
   const policy = await request(new URL('/api/admin/pools/canary/policy', serverUrl), {
     method: 'PUT',
@@ -101,8 +72,8 @@ test('supervise updates a packaged v1 to v2 from the real server and reports suc
     env: { ...process.env, BYTEBIOTA_WORKER_TOKEN: workerToken },
   });
   children.push(supervisor);
-  const output = collectLines(supervisor);
-  const success = await output.waitFor(eventIs('worker_update_success'), 120_000);
+  const output = watchLogLines(supervisor);
+  const success = await output.waitForLine(eventIs('worker_update_success'), 120_000);
   assert.equal(success['from_version'], '1.0.0');
   assert.equal(success['to_version'], '2.0.0');
   assert.equal(await readPointer(layout, 'current'), '2.0.0');
@@ -113,13 +84,16 @@ test('supervise updates a packaged v1 to v2 from the real server and reports suc
 
   // The server's fleet view shows the worker on 2.0.0 once its reports and heartbeats arrive.
   let fleet = '';
-  for (let i = 0; i < 100; i += 1) {
-    const response = await request(new URL('/api/admin/fleet', serverUrl), { headers: { authorization: `Bearer ${adminToken}` } });
-    fleet = await response.body.text();
-    if (fleet.includes(state.worker_id) && fleet.includes('"2.0.0"')) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.ok(fleet.includes(state.worker_id) && fleet.includes('"2.0.0"'), fleet);
+  await until(
+    () => `the fleet view to show ${state.worker_id} on 2.0.0; it shows ${fleet}`,
+    async () => {
+      const response = await request(new URL('/api/admin/fleet', serverUrl), { headers: { authorization: `Bearer ${adminToken}` } });
+      fleet = await response.body.text();
+      return fleet.includes(state.worker_id) && fleet.includes('"2.0.0"');
+    },
+    20_000,
+    200,
+  );
 
   supervisor.kill('SIGTERM');
   const code = await new Promise((resolve) => supervisor.once('exit', resolve));

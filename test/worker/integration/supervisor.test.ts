@@ -6,7 +6,9 @@ import { request } from 'undici';
 import { REASON_CODES } from '../../../src/protocol/reason-codes.js';
 import { readPointer } from '../../../src/worker/install/pointer.js';
 import { loadState, updateState } from '../../../src/worker/install/state.js';
-import { eventIs, makeFixtureRoot, spawnWorkerCli, type FixtureRoot, type SpawnedProgram } from '../../helpers/worker-fixtures.js';
+import { makeFixtureRoot, spawnWorkerCli, type FixtureRoot, type SpawnedProgram } from '../../helpers/worker-fixtures.js';
+import { eventIs } from '../../helpers/log-lines.js';
+import { until } from '../../helpers/wait.js';
 import { json, scriptedServer } from '../../helpers/worker-http.js';
 
 const roots: FixtureRoot[] = [];
@@ -36,17 +38,6 @@ async function stopGracefully(program: SpawnedProgram): Promise<number | null> {
 
 async function versionsStarted(root: FixtureRoot): Promise<string[]> {
   return (await root.runs()).map((run) => run.version);
-}
-
-/** Poll a condition until it holds (or fail with `what` after timeoutMs): no fixed sleeps. */
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 /** A server that takes update reports (202) and keeps them. */
@@ -209,8 +200,10 @@ describe('supervisor with fixture executables', { timeout: 300_000 }, () => {
     await root.makeCurrent('1.0.0');
     const program = supervise(root, ['--server', 'http://127.0.0.1:9'], { BYTEBIOTA_WORKER_TOKEN: 'secret-token-123' });
     await program.waitForLine(eventIs('worker_child_started'));
-    for (let i = 0; i < 50 && (await root.runs()).length === 0; i += 1) await new Promise((r) => setTimeout(r, 50));
-    const [run] = await root.runs();
+    const [run] = await until('the child to record its run', async () => {
+      const runs = await root.runs();
+      return runs.length > 0 ? runs : undefined;
+    });
     assert.equal(run?.token, 'secret-token-123');
     assert.ok(!run?.args.includes('secret-token-123'));
     assert.ok(!program.lines.some((line) => JSON.stringify(line).includes('secret-token-123')), 'never logged');

@@ -20,11 +20,41 @@ function silentLog() {
   return { log: createLogger({ name: 'test', destination }), lines };
 }
 
+function clientFor(server: { url: string }, options: { requestTimeoutMs?: number } = {}): ServerClient {
+  return new ServerClient({ serverUrl: server.url, token: 'tok', dispatcher, clock, ...options });
+}
+
+/**
+ * maintainConnection against `server` (no jitter, sleeps recorded and skipped) until, at one of
+ * its sleeps, `stopWhen` holds for the policies it has been given.
+ */
+async function connectUntil(server: { url: string }, stopWhen: (policies: readonly ServerPolicy[]) => boolean): Promise<{ policies: ServerPolicy[]; delays: number[] }> {
+  const controller = new AbortController();
+  const policies: ServerPolicy[] = [];
+  const delays: number[] = [];
+  await maintainConnection(
+    {
+      client: clientFor(server),
+      backoff: fullJitterBackoff({ baseDelayMs: 10, maxDelayMs: 5000, random: () => 0 }),
+      log: silentLog().log,
+      sleep: async (ms) => {
+        delays.push(ms);
+        if (stopWhen(policies)) controller.abort();
+      },
+      registerBody: () => register,
+      heartbeatBody: () => ({ worker_id: 'w-1', current_version: '1.0.0', state: 'working' }),
+      onPolicy: (policy) => policies.push(policy),
+    },
+    controller.signal,
+  );
+  return { policies, delays };
+}
+
 describe('ServerClient', () => {
   test('register sends the handshake with the bearer token and returns the policy', async () => {
     const server = await scriptedServer((_req, res) => json(res, 200, handshake));
     try {
-      const client = new ServerClient({ serverUrl: server.url, token: 'tok', dispatcher, clock });
+      const client = clientFor(server);
       assert.deepEqual(await client.register(register, 'req-1'), handshake);
       const [request] = server.requests;
       assert.equal(request?.url, '/api/workers/register');
@@ -49,7 +79,7 @@ describe('ServerClient', () => {
     test(`${name} -> ${code}`, async () => {
       const server = await scriptedServer((_req, res) => json(res, status, body, headers));
       try {
-        const client = new ServerClient({ serverUrl: server.url, token: 'tok', dispatcher, clock });
+        const client = clientFor(server);
         await assert.rejects(client.register(register), (err: unknown) => {
           assert.ok(err instanceof ConnectionError);
           assert.equal(err.code, code);
@@ -66,7 +96,7 @@ describe('ServerClient', () => {
   test('a server that is down -> server_unreachable', async () => {
     const server = await scriptedServer((_req, res) => json(res, 200, handshake));
     await server.close();
-    const client = new ServerClient({ serverUrl: server.url, token: 'tok', dispatcher, clock });
+    const client = clientFor(server);
     const outcome = await registerOnce(client, register);
     assert.equal(outcome.kind, 'unreachable');
   });
@@ -74,7 +104,7 @@ describe('ServerClient', () => {
   test('a slow server times out -> server_unreachable', async () => {
     const server = await scriptedServer(() => undefined);
     try {
-      const client = new ServerClient({ serverUrl: server.url, token: 'tok', dispatcher, clock, requestTimeoutMs: 200 });
+      const client = clientFor(server, { requestTimeoutMs: 200 });
       await assert.rejects(client.register(register), (err: unknown) => err instanceof ConnectionError && err.code === 'server_unreachable');
     } finally {
       await server.close();
@@ -85,7 +115,7 @@ describe('ServerClient', () => {
     for (const [status, kind] of [[401, 'auth_rejected'], [400, 'rejected'], [200, 'registered']] as const) {
       const server = await scriptedServer((_req, res) => json(res, status, status === 200 ? handshake : undefined));
       try {
-        const outcome = await registerOnce(new ServerClient({ serverUrl: server.url, token: 'tok', dispatcher, clock }), register);
+        const outcome = await registerOnce(clientFor(server), register);
         assert.equal(outcome.kind, kind);
       } finally {
         await server.close();
@@ -102,29 +132,13 @@ test('maintainConnection retries a busy server by Retry-After, then heartbeats',
     if (req.url === '/api/workers/register') return json(res, 200, handshake);
     return json(res, 200, { auto_update: false, minimum_version: null, latest_version: '2.0.0', heartbeat_interval_s: 1 });
   });
-  const delays: number[] = [];
-  const controller = new AbortController();
-  const policies: ServerPolicy[] = [];
-  const { log } = silentLog();
+  let connection: Awaited<ReturnType<typeof connectUntil>>;
   try {
-    await maintainConnection(
-      {
-        client: new ServerClient({ serverUrl: server.url, token: 'tok', dispatcher, clock }),
-        backoff: fullJitterBackoff({ baseDelayMs: 10, maxDelayMs: 5000, random: () => 0 }),
-        log,
-        sleep: async (ms) => {
-          delays.push(ms);
-          if (policies.length >= 2) controller.abort();
-        },
-        registerBody: () => register,
-        heartbeatBody: () => ({ worker_id: 'w-1', current_version: '1.0.0', state: 'working' }),
-        onPolicy: (policy) => policies.push(policy),
-      },
-      controller.signal,
-    );
+    connection = await connectUntil(server, (policies) => policies.length >= 2);
   } finally {
     await server.close();
   }
+  const { policies, delays } = connection;
   assert.deepEqual(delays.slice(0, 2), [1000, 1000], 'Retry-After honoured over the 5 ms floor');
   assert.equal(delays[2], 1000, 'heartbeat at the server interval');
   assert.equal(policies[0]?.poolAutoUpdate, true);
@@ -144,24 +158,9 @@ test('what the server accepts comes with the handshake and every heartbeat; a he
     if (req.url === '/api/workers/register') return json(res, 200, { ...handshake, accepts });
     return json(res, 200, heartbeats.shift() ?? heartbeats[0]);
   });
-  const controller = new AbortController();
-  const policies: ServerPolicy[] = [];
-  const { log } = silentLog();
+  let policies: ServerPolicy[];
   try {
-    await maintainConnection(
-      {
-        client: new ServerClient({ serverUrl: server.url, token: 'tok', dispatcher, clock }),
-        backoff: fullJitterBackoff({ baseDelayMs: 10, maxDelayMs: 5000, random: () => 0 }),
-        log,
-        sleep: async () => {
-          if (policies.length >= 3) controller.abort();
-        },
-        registerBody: () => register,
-        heartbeatBody: () => ({ worker_id: 'w-1', current_version: '1.0.0', state: 'working' }),
-        onPolicy: (policy) => policies.push(policy),
-      },
-      controller.signal,
-    );
+    ({ policies } = await connectUntil(server, (seen) => seen.length >= 3));
   } finally {
     await server.close();
   }

@@ -1,6 +1,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,9 +11,12 @@ import { currentPlatform } from '../../../src/protocol/platform.js';
 import { REASON_CODES } from '../../../src/protocol/reason-codes.js';
 import { installLayout } from '../../../src/worker/install/install-layout.js';
 import { isCompleteVersion } from '../../../src/worker/install/installer.js';
+import { UNITS_LOG_PATH } from '../../../src/worker/runtime/run.js';
 import { loadState } from '../../../src/worker/install/state.js';
 import { artifactEntryFor, fakeWorkerExecutable, releaseFor } from '../../helpers/engine-fixtures.js';
-import { eventIs, spawnWorkerCli, type SpawnedProgram } from '../../helpers/worker-fixtures.js';
+import { spawnWorkerCli, type SpawnedProgram } from '../../helpers/worker-fixtures.js';
+import { eventIs } from '../../helpers/log-lines.js';
+import { until } from '../../helpers/wait.js';
 import { json, scriptedServer, type RecordedRequest } from '../../helpers/worker-http.js';
 import { makeKey, signedManifestBytes } from '../../helpers/trust-fixtures.js';
 
@@ -45,17 +49,6 @@ function handshakeServer(minimumVersion: string | null, autoUpdate: boolean) {
   });
 }
 
-/** Poll a condition until it holds: no fixed sleeps. */
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 const STAGED_VERSION = '0.2.0';
 const STAGED_SERIAL = 5;
 const MANIFEST_ETAG = '"m5"';
@@ -69,6 +62,8 @@ async function updateServer(options: {
   accepts: boolean;
   artifact?: Buffer;
   recheck?: 'offered' | 'no_release' | 'unavailable';
+  /** Runs before the first manifest is answered. */
+  beforeManifest?: () => Promise<void>;
 }) {
   const artifact = options.artifact ?? fakeWorkerExecutable(STAGED_VERSION);
   const artifactPath = `/api/worker-updates/artifacts/${STAGED_VERSION}/w`;
@@ -97,6 +92,10 @@ async function updateServer(options: {
     if (path === '/api/workers/heartbeat') return json(res, 200, { auto_update: true, minimum_version: null, latest_version: null, heartbeat_interval_s: 1, ...accepts });
     if (path === '/api/worker-updates/latest') {
       latestRequests += 1;
+      if (latestRequests === 1 && options.beforeManifest) {
+        void options.beforeManifest().then(() => sendManifest(req, res));
+        return;
+      }
       if (latestRequests === 1 || options.recheck === 'offered') return sendManifest(req, res);
       if (options.recheck === 'no_release') return json(res, 404, { error: { code: 'no_release', message: 'the rollout was halted' } });
       return json(res, 503, { error: { code: 'unavailable', message: 'down' } });
@@ -178,10 +177,11 @@ describe('bytebiota-worker run', { timeout: 300_000 }, () => {
       const program = worker(['run', '--install-root', root, '--server', server.url, '--force-start'], { BYTEBIOTA_WORKER_TOKEN: 'tok' });
       await program.waitForLine(eventIs('worker_start_forced'));
       await program.waitForLine(eventIs('worker_ready'));
-      await new Promise((r) => setTimeout(r, 700));
+      const unitsLog = join(root, 'work', 'units.log');
+      await until('a unit of work done', async () => (await readFile(unitsLog, 'utf8').catch(() => '')).includes('\n'));
       program.kill('SIGTERM');
       assert.equal((await program.exited).code, 0);
-      const units = (await readFile(join(root, 'work', 'units.log'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { unit: number });
+      const units = (await readFile(unitsLog, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { unit: number });
       assert.ok(units.length >= 1);
       assert.deepEqual(units.map((u) => u.unit), units.map((_u, i) => i + 1), 'contiguous, none cut or lost');
       assert.ok(!JSON.stringify(program.lines).includes('"tok"'));
@@ -217,8 +217,7 @@ describe('bytebiota-worker run', { timeout: 300_000 }, () => {
         heartbeats.length = 0;
         const running = worker(['run', '--install-root', root, '--server', server.url], { BYTEBIOTA_WORKER_TOKEN: 'tok' });
         await running.waitForLine(eventIs('worker_ready'));
-        const deadline = Date.now() + 20_000;
-        while (heartbeats.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+        await until('a heartbeat', () => heartbeats.length > 0, 20_000);
         running.kill('SIGTERM');
         assert.equal((await running.exited).code, 0);
         assert.deepEqual(heartbeats[0]?.update, expected);
@@ -359,6 +358,40 @@ describe('bytebiota-worker run', { timeout: 300_000 }, () => {
       }
     });
   }
+
+  test('state.json that breaks during a check: the attempt fails with state_corrupt in the log, the report and the heartbeat, and work goes on', async () => {
+    let root = '';
+    const server = await updateServer({
+      accepts: true,
+      // The worker has read state.json for this check; it writes it next (the accepted serial).
+      beforeManifest: () => writeFile(installLayout(root).statePath, '{"worker_id": "torn'),
+    });
+    try {
+      root = await installRoot();
+      const program = updatingWorker(root, server.url);
+      // It fails writing the new serial of the release that verified: the failure names that release.
+      const failure = await program.waitForLine((l) => l['event'] === 'worker_update_failure', 60_000);
+      assert.equal(failure['reason'], 'state_corrupt');
+      assert.equal(failure['to_version'], STAGED_VERSION);
+      assert.equal(failure['serial'], STAGED_SERIAL);
+      const detail = await program.waitForLine((l) => l['event'] === 'worker_update_error');
+      assert.equal(detail['reason'], 'state_corrupt');
+      assert.match(String(detail['error']), /state\.json/, 'the cause is logged');
+      const report = await until('the failure report', () => server.reports().find((r) => r['event'] === 'failure'));
+      assert.equal(report['reason'], 'state_corrupt');
+      const heartbeat = await until('a heartbeat with the failure', () => server.heartbeats().find((h) => h.update?.['state'] === 'failed'));
+      assert.equal(heartbeat.update?.['reason'], 'state_corrupt');
+      // Nothing was staged, nothing reset: the broken file is still there for the operator.
+      assert.equal(await readFile(installLayout(root).statePath, 'utf8'), '{"worker_id": "torn');
+      const unitsDone = (): number => readFileSync(join(root, UNITS_LOG_PATH), 'utf8').split('\n').length;
+      const unitsBefore = unitsDone();
+      await until('another unit of work', () => (unitsDone() > unitsBefore ? true : undefined));
+      program.kill('SIGTERM');
+      assert.equal((await program.exited).code, 0);
+    } finally {
+      await server.close();
+    }
+  });
 
   test('--force-update asks the server to bypass its rollout, on the check and on the second look, and logs worker_update_forced', async () => {
     const server = await updateServer({ accepts: true, recheck: 'offered' });

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { join } from 'node:path';
+import { describe, test } from 'node:test';
 import type { ServerAccepts, UpdateProgress, UpdateReport } from '../../../src/protocol/messages.js';
 import { LEGACY_REASON_CODES, REASON_CODES, type ReasonCode } from '../../../src/protocol/reason-codes.js';
 import { ConnectionError } from '../../../src/worker/runtime/connection.js';
-import { installLayout } from '../../../src/worker/install/install-layout.js';
 import {
   acceptsFromState,
   adaptedReportSender,
@@ -15,7 +13,8 @@ import {
   rememberAccepts,
 } from '../../../src/worker/runtime/server-accepts.js';
 import { loadState } from '../../../src/worker/install/state.js';
-import { makeTempDir, memoryLogger } from '../../helpers/engine-fixtures.js';
+import { memoryLogger } from '../../helpers/engine-fixtures.js';
+import { tempInstallRoots } from '../../helpers/install-roots.js';
 
 const report: UpdateReport = {
   worker_id: 'w-1',
@@ -29,6 +28,8 @@ const report: UpdateReport = {
 const rolloutAware: ServerAccepts = { report_fields: ['serial'], reasons: [...REASON_CODES] };
 const fieldsOnly: ServerAccepts = { report_fields: ['serial'], reasons: [...LEGACY_REASON_CODES] };
 const codesOnly: ServerAccepts = { report_fields: [], reasons: [...REASON_CODES] };
+/** A server of the staged-rollout release: it lists the codes up to crash_loop, not state_corrupt. */
+const rolloutRelease: ServerAccepts = { report_fields: ['serial'], reasons: REASON_CODES.slice(0, REASON_CODES.indexOf('crash_loop') + 1) };
 
 describe('adapting reports and heartbeats to what the server accepts', () => {
   const reportRows: Array<{ name: string; accepts: ServerAccepts | null; sent: Partial<UpdateReport>; expected: Partial<UpdateReport> | null }> = [
@@ -39,6 +40,9 @@ describe('adapting reports and heartbeats to what the server accepts', () => {
     { name: 'self_test_failed, older server: install_failed', accepts: null, sent: { reason: 'self_test_failed', serial: 4 }, expected: { reason: 'install_failed' } },
     { name: 'self_test_failed, a server without the new codes: install_failed, serial kept', accepts: fieldsOnly, sent: { reason: 'self_test_failed', serial: 4 }, expected: { reason: 'install_failed', serial: 4 } },
     { name: 'self_test_failed, a server that takes it: as is', accepts: rolloutAware, sent: { reason: 'self_test_failed', serial: 4 }, expected: { reason: 'self_test_failed', serial: 4 } },
+    { name: 'state_corrupt, older server: install_failed', accepts: null, sent: { reason: 'state_corrupt' }, expected: { reason: 'install_failed' } },
+    { name: 'state_corrupt, a server of the rollout release: install_failed', accepts: rolloutRelease, sent: { reason: 'state_corrupt', serial: 4 }, expected: { reason: 'install_failed', serial: 4 } },
+    { name: 'state_corrupt, a server that takes it: as is', accepts: rolloutAware, sent: { reason: 'state_corrupt', serial: 4 }, expected: { reason: 'state_corrupt', serial: 4 } },
     { name: 'crash_loop, older server: not sent', accepts: null, sent: { reason: 'crash_loop', serial: 4 }, expected: null },
     { name: 'crash_loop, a server without the new codes: not sent', accepts: fieldsOnly, sent: { reason: 'crash_loop' }, expected: null },
     { name: 'crash_loop, a server that takes it: as is', accepts: rolloutAware, sent: { reason: 'crash_loop', serial: 4 }, expected: { reason: 'crash_loop', serial: 4 } },
@@ -84,14 +88,10 @@ describe('adapting reports and heartbeats to what the server accepts', () => {
 });
 
 describe('remembering what the server accepts', () => {
-  let temp: Awaited<ReturnType<typeof makeTempDir>>;
-  before(async () => {
-    temp = await makeTempDir('server-accepts');
-  });
-  after(() => temp.remove());
+  const installRoot = tempInstallRoots('server-accepts');
 
   test('kept per server in state.json, removed when the server says nothing', async () => {
-    const layout = installLayout(join(temp.dir, 'a'), 'linux-x64');
+    const layout = installRoot('a');
     await loadState(layout, () => 'w-1');
     assert.equal(acceptsFromState(await loadState(layout, () => 'x'), 'http://a/'), null, 'nothing heard: an older server');
     await rememberAccepts(layout, 'http://a/', rolloutAware);

@@ -11,6 +11,7 @@ import { createLogger } from '../../../src/shared/logger.js';
 import { fullJitterBackoff } from '../../../src/worker/runtime/backoff.js';
 import { ServerClient } from '../../../src/worker/runtime/connection.js';
 import { ReportQueue } from '../../../src/worker/telemetry/report-queue.js';
+import { until } from '../../helpers/wait.js';
 import { json, scriptedServer } from '../../helpers/worker-http.js';
 
 const dispatcher = new Agent();
@@ -98,8 +99,7 @@ test('the background sender sends a report soon after it is queued', async () =>
     const { dir, queue } = await queueAgainst(server.url);
     const sender = queue.runSender(controller.signal);
     await queue.enqueue(report, 'c-1');
-    for (let i = 0; i < 100 && (await readdir(dir)).length > 0; i += 1) await new Promise((r) => setTimeout(r, 20));
-    assert.deepEqual(await readdir(dir), []);
+    await until('the queue folder to empty', async () => (await readdir(dir)).length === 0, 5_000, 20);
     controller.abort();
     await sender;
   } finally {

@@ -1,12 +1,13 @@
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import { writeFileAtomic } from '../../shared/atomic-file.js';
 import { errorMessage, isErrnoCode } from '../../shared/errors.js';
 import { UpdateError } from '../../protocol/reason-codes.js';
 import { defaultStatFs, ensureFreeSpace, type StatFs } from './disk-space.js';
 import { HashingWriter, LocalWriteError, type OpenPartialFile } from './hashing-writer.js';
+import { discardBody, headerValue, pumpBody } from './body-stream.js';
+import { followRedirects, urlForMessages } from './redirects.js';
 import { fileIdentity, type VerifiedFile } from '../install/file-receipt.js';
 
 /** What the sidecar `<partial>.json` remembers so that the next attempt can resume. */
@@ -19,13 +20,17 @@ interface PartialSidecar {
 }
 
 export interface DownloadRequest {
+  /** The artifact URL; redirects are followed under the rules of docs/protocol.md, section 1. */
   url: string;
   /** Where the bytes go while they arrive: `tmp/<version>-<platform>.partial`. */
   partialPath: string;
   /** The signed SHA-256 (lowercase hex) and size of the artifact. */
   sha256: string;
   size: number;
-  /** Extra request headers (the bearer token, only for the update server's own origin). */
+  /**
+   * Extra request headers (the bearer token, only for the update server's own origin). They go
+   * to `url`'s origin only: a redirect to another origin leaves them behind.
+   */
   headers?: Record<string, string>;
   dispatcher?: Dispatcher;
   /** Time allowed until the response headers arrive. */
@@ -116,25 +121,20 @@ async function resumableState(req: DownloadRequest): Promise<{ offset: number; v
   return { offset: onDisk, validator: sidecar.validator };
 }
 
-function headerValue(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
 /** If-Range needs a strong validator: a strong ETag, else Last-Modified. */
-function validatorOf(headers: Record<string, string | string[] | undefined>): string | null {
+function validatorOf(headers: Dispatcher.ResponseData['headers']): string | null {
   const etag = headerValue(headers, 'etag');
   if (etag !== undefined && !etag.startsWith('W/')) return etag;
   return headerValue(headers, 'last-modified') ?? null;
 }
 
-/** Stop reading a response; undici reports the abort as an 'error' event, which is expected here. */
-export function discardBody(body: Dispatcher.ResponseData['body']): void {
-  body.on('error', () => undefined);
-  body.destroy();
-}
-
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+
+/**
+ * Spread into every request: a dispatcher composed with undici's redirect interceptor would follow
+ * redirects past the checks of followRedirects; 0 turns it off for the request.
+ */
+const NO_REDIRECT_INTERCEPTOR = { maxRedirections: 0 };
 
 function failDownload(message: string, cause?: unknown): UpdateError {
   return new UpdateError('download_failed', message, cause === undefined ? undefined : { cause });
@@ -145,7 +145,9 @@ function failDownload(message: string, cause?: unknown): UpdateError {
  * SHA-256. The steps (docs/protocol.md, section 4: "nothing enters versions/ before size and SHA-256 pass"):
  * 1. keep the bytes of an earlier attempt when the sidecar describes the same artifact, re-hashing them;
  * 2. check free space for the rest plus a reserve (disk_full before a byte is written);
- * 3. GET, with `Range: bytes=N-` and `If-Range` when resuming; a 200 means the file changed: start over;
+ * 3. GET, with `Range: bytes=N-` and `If-Range` when resuming; a 200 means the file changed: start over.
+ *    Redirects are followed by hand (redirects.ts, docs/protocol.md, section 1), with Range and
+ *    If-Range on every hop and the caller's headers only on the original origin;
  * 4. stream to disk in large batched writes, hashing every byte as it passes (HashingWriter),
  *    never holding more than a few MiB of the body in memory, cut off past `size`;
  * 5. compare size and SHA-256; a mismatch deletes the partial.
@@ -184,30 +186,43 @@ async function downloadWith(
   // Step 2: room for the rest.
   await ensureFreeSpace(dirname(req.partialPath), req.size - offset, req.size, req.statfs ?? defaultStatFs);
 
-  // Step 3: the request.
-  const headers: Record<string, string> = { ...req.headers, 'accept-encoding': 'identity' };
+  // Step 3: the request, and its redirects. The protocol's own headers go to every hop; the
+  // caller's (the bearer token) only to the original origin.
+  const protocolHeaders: Record<string, string> = { 'accept-encoding': 'identity' };
   if (offset > 0 && resumable.validator !== null) {
-    headers['range'] = `bytes=${offset}-`;
-    headers['if-range'] = resumable.validator;
+    protocolHeaders['range'] = `bytes=${offset}-`;
+    protocolHeaders['if-range'] = resumable.validator;
   }
   const totalTimeoutMs = req.totalTimeoutMs ?? DEFAULT_TOTAL_TIMEOUT_MS;
   const deadline = AbortSignal.timeout(totalTimeoutMs);
   const overDeadline = (): string => (deadline.aborted ? ` (the download did not finish within ${totalTimeoutMs} ms)` : '');
+  const sendHop = async (hopUrl: URL, withCallerHeaders: boolean): Promise<Dispatcher.ResponseData> => {
+    try {
+      return await request(hopUrl, {
+        method: 'GET',
+        headers: withCallerHeaders ? { ...req.headers, ...protocolHeaders } : protocolHeaders,
+        signal: deadline,
+        dispatcher: req.dispatcher,
+        headersTimeout: req.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
+        bodyTimeout: req.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS,
+        ...NO_REDIRECT_INTERCEPTOR,
+      });
+    } catch (err) {
+      throw failDownload(`could not fetch ${urlForMessages(hopUrl)}: ${errorMessage(err)}${overDeadline()}`, err);
+    }
+  };
   let response: Dispatcher.ResponseData;
+  let source: string;
   try {
-    response = await request(req.url, {
-      method: 'GET',
-      headers,
-      signal: deadline,
-      dispatcher: req.dispatcher,
-      headersTimeout: req.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
-      bodyTimeout: req.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS,
-    });
+    const followed = await followRedirects(new URL(req.url), sendHop);
+    response = followed.response;
+    source = urlForMessages(followed.url);
   } catch (err) {
-    throw failDownload(`could not fetch ${req.url}: ${errorMessage(err)}${overDeadline()}`, err);
+    if (err instanceof UpdateError) throw err;
+    throw failDownload(`could not fetch ${urlForMessages(req.url)}: ${errorMessage(err)}`, err);
   }
   const { statusCode, body } = response;
-  const responseHeaders = response.headers as Record<string, string | string[] | undefined>;
+  const responseHeaders = response.headers;
   const refuse = async (error: UpdateError, discard: boolean): Promise<never> => {
     discardBody(body);
     if (discard) await discardPartial(req.partialPath);
@@ -220,21 +235,21 @@ async function downloadWith(
     writer.resetHash();
   } else if (statusCode === 206) {
     const match = CONTENT_RANGE.exec(headerValue(responseHeaders, 'content-range') ?? '');
-    if (!match) return refuse(failDownload(`${req.url} answered 206 without a valid Content-Range`), true);
+    if (!match) return refuse(failDownload(`${source} answered 206 without a valid Content-Range`), true);
     const start = Number(match[1]);
     if (start !== offset) {
-      return refuse(failDownload(`${req.url} answered a range starting at byte ${start}; asked for ${offset}`), true);
+      return refuse(failDownload(`${source} answered a range starting at byte ${start}; asked for ${offset}`), true);
     }
     if (match[3] !== '*' && Number(match[3]) !== req.size) {
-      return refuse(new UpdateError('size_mismatch', `${req.url} is ${match[3]} bytes; the manifest signed ${req.size}`), true);
+      return refuse(new UpdateError('size_mismatch', `${source} is ${match[3]} bytes; the manifest signed ${req.size}`), true);
     }
   } else if (statusCode !== 200) {
-    return refuse(failDownload(`${req.url} answered HTTP ${statusCode}`), false);
+    return refuse(failDownload(`${source} answered HTTP ${statusCode}`), false);
   }
   const contentLength = headerValue(responseHeaders, 'content-length');
   if (contentLength !== undefined && offset + Number(contentLength) !== req.size) {
     return refuse(
-      new UpdateError('size_mismatch', `${req.url} sends ${offset + Number(contentLength)} bytes; the manifest signed ${req.size}`),
+      new UpdateError('size_mismatch', `${source} sends ${offset + Number(contentLength)} bytes; the manifest signed ${req.size}`),
       true,
     );
   }
@@ -265,7 +280,7 @@ async function downloadWith(
     await pumpBody(body, (chunk) => {
       received += chunk.length;
       if (received > req.size) {
-        throw new UpdateError('size_mismatch', `${req.url} sent more than the ${req.size} bytes the manifest signed`);
+        throw new UpdateError('size_mismatch', `${source} sent more than the ${req.size} bytes the manifest signed`);
       }
       const waiting = writer.append(chunk);
       req.onProgress?.(received, req.size);
@@ -283,71 +298,21 @@ async function downloadWith(
       if (flushError instanceof LocalWriteError) return failAndDiscard(flushError);
       throw flushError;
     }
-    throw failDownload(`download of ${req.url} broke off after ${received} of ${req.size} bytes: ${errorMessage(err)}${overDeadline()}`, err);
+    throw failDownload(`download of ${source} broke off after ${received} of ${req.size} bytes: ${errorMessage(err)}${overDeadline()}`, err);
   }
 
   // Step 5: size and hash.
   const verified = await finish(req, digest, received);
   return { path: req.partialPath, verified, resumedFromBytes, fetchedBytes: received - resumedFromBytes };
 }
-
-/**
- * Feed a response body's chunks to `onChunk` in order, pausing the body while a promise
- * `onChunk` returned is pending (back-pressure). Resolves after the last chunk was taken; rejects
- * with the body's error or with what `onChunk` threw, after which no chunk reaches it.
- * 'data' events rather than `for await`: an async iterator costs a promise and a microtask per
- * 64 KiB read; receiving 512 MiB took 0.41-0.48 s of CPU this way against 0.59-0.78 s.
- */
-export function pumpBody(body: Readable, onChunk: (chunk: Buffer) => Promise<void> | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    let pending: Promise<void> | undefined;
-    const fail = (err: unknown): void => {
-      if (settled) return;
-      settled = true;
-      body.off('data', onData);
-      reject(err instanceof Error ? err : new Error(String(err)));
-    };
-    const onData = (chunk: Buffer): void => {
-      if (settled) return;
-      try {
-        pending = onChunk(chunk);
-      } catch (err) {
-        fail(err);
-        return;
-      }
-      if (pending) {
-        body.pause();
-        pending.then(() => {
-          pending = undefined;
-          if (!settled) body.resume();
-        }, fail);
-      }
-    };
-    body.on('data', onData);
-    body.once('error', fail);
-    body.once('end', () => {
-      void Promise.resolve(pending).then(() => {
-        if (settled) return;
-        settled = true;
-        resolve();
-      }, fail);
-    });
-    // Destroyed without an error and before its end: nothing more will come.
-    body.once('close', () => {
-      if (!body.readableEnded) fail(new Error('the response body closed before its end'));
-    });
-  });
-}
-
 async function finish(req: DownloadRequest, digest: string, receivedBytes: number): Promise<VerifiedFile> {
   if (receivedBytes !== req.size) {
     await discardPartial(req.partialPath);
-    throw new UpdateError('size_mismatch', `${req.url} ended after ${receivedBytes} bytes; the manifest signed ${req.size}`);
+    throw new UpdateError('size_mismatch', `${urlForMessages(req.url)} ended after ${receivedBytes} bytes; the manifest signed ${req.size}`);
   }
   if (digest !== req.sha256) {
     await discardPartial(req.partialPath);
-    throw new UpdateError('checksum_mismatch', `${req.url} has SHA-256 ${digest}; the manifest signed ${req.sha256}`);
+    throw new UpdateError('checksum_mismatch', `${urlForMessages(req.url)} has SHA-256 ${digest}; the manifest signed ${req.sha256}`);
   }
   const identity = await fileIdentity(req.partialPath);
   if (identity.size !== BigInt(req.size)) {
@@ -355,41 +320,4 @@ async function finish(req: DownloadRequest, digest: string, receivedBytes: numbe
     throw new UpdateError('size_mismatch', `${req.partialPath} is ${identity.size} bytes on disk; ${req.size} were written`);
   }
   return { path: req.partialPath, sha256: digest, size: req.size, identity };
-}
-
-const PROGRESS_BAR_WIDTH = 30;
-const PROGRESS_REDRAW_MS = 100;
-const MIB = 1024 * 1024;
-
-/**
- * A one-line progress bar for an operator watching a terminal (`--force-update` by hand):
- * redrawn with a carriage return at most every 100 ms, ended with a newline.
- */
-export function terminalProgressBar(
-  stream: NodeJS.WritableStream,
-  label: string,
-  now: () => number = Date.now,
-): { update(receivedBytes: number, totalBytes: number): void; done(): void } {
-  let lastDrawMs = -Infinity;
-  let drawn = false;
-  const draw = (receivedBytes: number, totalBytes: number): void => {
-    const fraction = totalBytes > 0 ? Math.min(1, receivedBytes / totalBytes) : 0;
-    const filled = Math.round(fraction * PROGRESS_BAR_WIDTH);
-    stream.write(
-      `\r${label} [${'#'.repeat(filled)}${'.'.repeat(PROGRESS_BAR_WIDTH - filled)}] ${Math.floor(fraction * 100)}% ` +
-        `${(receivedBytes / MIB).toFixed(1)}/${(totalBytes / MIB).toFixed(1)} MiB`,
-    );
-    drawn = true;
-  };
-  return {
-    update(receivedBytes, totalBytes) {
-      const at = now();
-      if (at - lastDrawMs < PROGRESS_REDRAW_MS && receivedBytes < totalBytes) return;
-      lastDrawMs = at;
-      draw(receivedBytes, totalBytes);
-    },
-    done() {
-      if (drawn) stream.write('\n');
-    },
-  };
 }

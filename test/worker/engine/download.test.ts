@@ -2,14 +2,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, stat, writeFile, access } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { UpdateError, type ReasonCode } from '../../../src/protocol/reason-codes.js';
-import { downloadArtifact, pumpBody, sidecarPathOf, terminalProgressBar, type DownloadRequest } from '../../../src/worker/engine/fetcher.js';
+import { downloadArtifact, sidecarPathOf, type DownloadRequest } from '../../../src/worker/engine/download.js';
 import { WRITE_BATCH_BYTES, type OpenPartialFile } from '../../../src/worker/engine/hashing-writer.js';
-import { makeTempDir, sha256Hex } from '../../helpers/engine-fixtures.js';
+import { makeTempDir, sha256Hex, exists } from '../../helpers/engine-fixtures.js';
 import { startEngineUpdateServer, type EngineUpdateServer } from '../../helpers/engine-update-server.js';
 
 const execFileAsync = promisify(execFile);
@@ -20,12 +19,6 @@ function isCode(code: ReasonCode) {
   return (err: unknown) => err instanceof UpdateError && err.code === code;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
 
 describe('downloadArtifact', () => {
   let temp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -34,7 +27,7 @@ describe('downloadArtifact', () => {
   const artifact = randomBytes(ARTIFACT_BYTES);
 
   before(async () => {
-    temp = await makeTempDir('fetcher');
+    temp = await makeTempDir('download');
     server = await startEngineUpdateServer();
   });
   after(async () => {
@@ -327,80 +320,4 @@ describe('downloadArtifact', () => {
       assert.equal(await exists(sidecarPathOf(req.partialPath)), false);
     });
   }
-
-  test('the terminal progress bar redraws at most every 100 ms and ends with a newline', () => {
-    let text = '';
-    let now = 0;
-    const stream = new Writable({ write: (chunk, _enc, cb) => ((text += String(chunk)), cb()) });
-    const bar = terminalProgressBar(stream, 'x', () => now);
-    bar.update(10, 100);
-    now = 50;
-    bar.update(20, 100);
-    now = 200;
-    bar.update(100, 100);
-    bar.done();
-    assert.equal(text.split('\r').length - 1, 2);
-    assert.match(text, /100% /);
-    assert.ok(text.endsWith('\n'));
-  });
-});
-
-describe('pumpBody', () => {
-  const chunks = (count: number) => Array.from({ length: count }, (_, index) => Buffer.from([index]));
-
-  test('delivers every chunk in order and delivers none while a returned promise is pending', async () => {
-    const body = Readable.from(chunks(50), { objectMode: false });
-    const seen: number[] = [];
-    let waiting = false;
-    await pumpBody(body, (chunk) => {
-      assert.equal(waiting, false, 'a chunk arrived while the previous one was still being taken');
-      seen.push(chunk[0]!);
-      if (seen.length % 7 !== 0) return undefined;
-      waiting = true;
-      return new Promise((resolve) =>
-        setTimeout(() => {
-          waiting = false;
-          resolve();
-        }, 5),
-      );
-    });
-    assert.deepEqual(seen, [...Array(50).keys()]);
-  });
-
-  test('waits for the last pending promise before resolving', async () => {
-    let finished = false;
-    await pumpBody(Readable.from(chunks(1)), () => new Promise<void>((resolve) => setTimeout(() => ((finished = true), resolve()), 20)));
-    assert.equal(finished, true);
-  });
-
-  test('a throw or a rejection from the consumer rejects and stops delivery', async () => {
-    let calls = 0;
-    await assert.rejects(
-      pumpBody(Readable.from(chunks(20)), () => {
-        calls += 1;
-        if (calls === 3) throw new Error('too much');
-        return undefined;
-      }),
-      /too much/,
-    );
-    assert.equal(calls, 3);
-    await assert.rejects(
-      pumpBody(Readable.from(chunks(20)), () => Promise.reject(new Error('disk gone'))),
-      /disk gone/,
-    );
-  });
-
-  test("the body's error rejects, and a body destroyed before its end rejects too", async () => {
-    const broken = new PassThrough();
-    const pumping = pumpBody(broken, () => undefined);
-    broken.write(Buffer.from('abc'));
-    broken.destroy(new Error('connection reset'));
-    await assert.rejects(pumping, /connection reset/);
-
-    const cut = new PassThrough();
-    const cutPumping = pumpBody(cut, () => undefined);
-    cut.write(Buffer.from('abc'));
-    cut.destroy();
-    await assert.rejects(cutPumping, /closed before its end/);
-  });
 });
