@@ -32,7 +32,7 @@ export const UpdateReport = Type.Object(
 );
 export type UpdateReport = Static<typeof UpdateReport>;
 
-/** POST /api/workers/register: the handshake (plan B3.1). */
+/** POST /api/workers/register: the handshake (docs/protocol.md, section 3). */
 export const RegisterRequest = Type.Object(
   {
     worker_id: WorkerId,

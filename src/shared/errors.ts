@@ -33,6 +33,11 @@ export function isErrnoCode(err: unknown, code: string): boolean {
   return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
 }
 
+/** No room to write: a full disk (ENOSPC) or the user's quota (EDQUOT). Both are `disk_full`. */
+export function isNoSpace(err: unknown): boolean {
+  return isErrnoCode(err, 'ENOSPC') || isErrnoCode(err, 'EDQUOT');
+}
+
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

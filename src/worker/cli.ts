@@ -10,7 +10,7 @@ import { buildInfo, formatVersionJson, formatVersionText, isPackagedBuild } from
 import { resolveConfig, type FlagValues } from './config.js';
 import { installLayout } from './install/install-layout.js';
 import { installExecutable } from './install/installer.js';
-import { resetUnusableState } from './install/state.js';
+import { resetUnusableState } from './install/state-reset.js';
 import { EXIT_CODES } from './runtime/policy.js';
 import { processSupervisorChannel, runWorker } from './runtime/run.js';
 import { supervise } from './supervisor/supervisor.js';
@@ -159,9 +159,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       if (!root) throw new UsageError('reset-state needs --install-root DIR or BYTEBIOTA_INSTALL_ROOT');
       const layout = installLayout(resolve(io.cwd, root));
       const reset = await resetUnusableState(layout, { now: systemClock.now(), ...(opts.workerId !== undefined ? { workerId: opts.workerId } : {}) });
+      if (reset.kind === 'not_needed') {
+        log().info({ event: 'worker_state_reset_not_needed', install_root: layout.root }, `nothing to reset: ${reset.why}`);
+        return;
+      }
       log().warn(
-        { event: 'worker_state_reset', moved_to: reset.movedTo, worker_id: reset.workerId, salvaged: reset.salvaged },
-        `state.json moved to ${reset.movedTo ?? '(none)'}; a fresh one keeps worker id ${reset.workerId}`,
+        { event: 'worker_state_reset', moved_to: reset.movedTo, worker_id: reset.workerId, salvaged: reset.salvaged, restored_current: reset.restoredCurrent },
+        `state.json moved to ${reset.movedTo}; a fresh one keeps worker id ${reset.workerId}` +
+          (reset.restoredCurrent !== null ? `; current is back on the proven version ${reset.restoredCurrent}` : ''),
       );
     });
 

@@ -4,11 +4,11 @@ import { KeyFormatError, type PublicKey } from '../trust/keys.js';
 import { isRawPublicKeyBase64, loadPublicKey } from '../trust/key-source.js';
 import { pickSetting, readConfigFile, type RawSetting } from '../shared/config-sources.js';
 import { UsageError } from '../shared/errors.js';
-import { MIN_KEEP_VERSIONS } from './install/pruning.js';
+import { MIN_KEEP_VERSIONS } from './install/install-layout.js';
 import { readFileHead } from '../shared/read-file-head.js';
 
 /**
- * The worker's settings (docs/protocol.md, section 4; plan B3.3). Each comes from, in order of
+ * The worker's settings (docs/protocol.md, section 4). Each comes from, in order of
  * precedence: a command-line flag, an environment variable, the JSON `--config` file, the
  * default. Everything is validated up front; any mistake is a UsageError (exit code 2) that
  * names where the bad value came from.

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 
 /**
- * One log line per request (plan B1.4), written when the response is done, carrying the
+ * One log line per request (docs/protocol.md, section 6), written when the response is done, carrying the
  * request's `correlation_id`, its status and duration, and whatever the route and error handler
  * added to `request.logFields`: channel, pool, policy and result for a manifest fetch; event,
  * reason and versions for a report; the error code for an error. Fastify's own two-line request

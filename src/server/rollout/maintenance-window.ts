@@ -366,7 +366,11 @@ function utcOffsetMs(timeZone: string, instantMs: number): number {
   for (const part of wallClockFormat(timeZone).formatToParts(instantMs)) {
     if (part.type !== 'literal') fields[part.type] = Number(part.value);
   }
-  const wallMs = Date.UTC(fields.year ?? 0, (fields.month ?? 1) - 1, fields.day, fields.hour, fields.minute, fields.second);
+  const { year, month, day, hour, minute, second } = fields;
+  if (year === undefined || month === undefined || day === undefined || hour === undefined || minute === undefined || second === undefined) {
+    throw new Error(`Intl gave no full wall-clock date for ${timeZone}`);
+  }
+  const wallMs = Date.UTC(year, month - 1, day, hour, minute, second);
   return wallMs - (instantMs - mod(instantMs, 1000));
 }
 

@@ -21,7 +21,7 @@ const LatestQuery = Type.Object({
 export const FORCE_UPDATE_HEADER = 'x-bytebiota-force-update';
 
 /**
- * GET /api/worker-updates/latest (plan B1.1, B1.3): the signed manifest this worker is offered,
+ * GET /api/worker-updates/latest (docs/protocol.md, section 3): the signed manifest this worker is offered,
  * byte for byte as published, after the server verified it. The worker verifies it again itself;
  * the server's check only keeps a bad manifest from ever reaching the fleet. `404 no_release`
  * means nothing new for this worker: no release, none it is admitted to yet, or its pool is

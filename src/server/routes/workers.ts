@@ -10,7 +10,7 @@ import { bearerSecurity, errorResponses } from './schemas.js';
 export const SERVER_ACCEPTS: ServerAccepts = { report_fields: ['serial'], reasons: [...REASON_CODES] };
 
 /**
- * The handshake and the heartbeat (plan B3.1). Both carry the pool's policy to the worker, which
+ * The handshake and the heartbeat (docs/protocol.md, section 3). Both carry the pool's policy to the worker, which
  * enforces it itself (so a local --force-update still works); versions come from the release the
  * worker is offered and are null when it is offered none.
  */

@@ -2,7 +2,7 @@ import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { request, type Dispatcher } from 'undici';
 import { writeFileAtomic } from '../../shared/atomic-file.js';
-import { errorMessage, isErrnoCode } from '../../shared/errors.js';
+import { errorMessage, isErrnoCode, isNoSpace } from '../../shared/errors.js';
 import { UpdateError } from '../../protocol/reason-codes.js';
 import { defaultStatFs, ensureFreeSpace, type StatFs } from './disk-space.js';
 import { HashingWriter, LocalWriteError, type OpenPartialFile } from './hashing-writer.js';
@@ -269,7 +269,7 @@ async function downloadWith(
     await writer.close();
     await discardPartial(req.partialPath);
     if (err instanceof UpdateError) throw err;
-    if (isErrnoCode(err.cause, 'ENOSPC')) {
+    if (isNoSpace(err.cause)) {
       throw new UpdateError('disk_full', `no space left writing ${req.partialPath}`, { cause: err.cause });
     }
     throw failDownload(`could not write ${req.partialPath}: ${errorMessage(err)}`, err);

@@ -45,7 +45,7 @@ function refused(message: string, cause?: unknown): UpdateError {
 
 /**
  * Where a redirect from `from` may lead: the `Location` resolved against `from`, when it is https,
- * or http to a loopback host, and carries no credentials. Anything else (another scheme, plain
+ * or http to a loopback host from a hop that was itself http to loopback, and carries no credentials. Anything else (another scheme, plain
  * http to any other host, an https origin sent down to such http) is download_failed. Messages
  * name the target's origin only.
  */
@@ -60,6 +60,11 @@ export function redirectTarget(from: URL, statusCode: number, location: string |
   }
   if (target.protocol === 'http:' && !isLoopbackHost(target.hostname)) {
     throw refused(`redirect from ${from.origin} to ${target.origin} is refused: plain http to a non-loopback host; only https is allowed`);
+  }
+  // Plain http to loopback only from a hop that was already plain http to loopback (a local
+  // test or mirror): an https server (a CDN) must not steer the worker to services on its own machine.
+  if (target.protocol === 'http:' && !(from.protocol === 'http:' && isLoopbackHost(from.hostname))) {
+    throw refused(`redirect from ${from.origin} to ${target.origin} is refused: an https download is never sent to plain http`);
   }
   if (target.username !== '' || target.password !== '') {
     throw refused(`redirect from ${from.origin} to ${target.origin} carries credentials in the URL; refused`);

@@ -16,6 +16,7 @@ import type { VerifiedFile } from '../install/file-receipt.js';
 import type { InstallLayout } from '../install/install-layout.js';
 import { isCompleteVersion, readCompleteMark, stageVersion } from '../install/installer.js';
 import { acquireUpdateLock } from '../install/lock.js';
+import { failureReasonOf } from '../install/failure-reason.js';
 import { fetchLatestManifest, resolveArtifactUrl } from './manifest-client.js';
 import { loadState, updateState } from '../install/state.js';
 
@@ -98,7 +99,7 @@ export function verifyForWorker(ctx: UpdaterContext, bytes: Buffer, highestSeria
 }
 
 /**
- * Plan B2.2 `check_for_update`, following TUF's client order: fetch the bytes, verify them
+ * The update check (docs/protocol.md, section 4), following TUF's client order: fetch the bytes, verify them
  * (signatures, expiry, channel, serial, downgrade) against the trust state, and only then update
  * the trust state (the highest serial) from them. A version that was rolled back here is skipped
  * until a newer one appears, unless forced.
@@ -149,7 +150,7 @@ function authHeadersFor(artifactUrl: string, ctx: UpdaterContext): Record<string
 }
 
 /**
- * Plan B2.4 `download_update`: free-space check, resumable streaming download into tmp/ under the
+ * The download (docs/protocol.md, section 4): free-space check, resumable streaming download into tmp/ under the
  * signed size, SHA-256 verified. Reports whole-percent progress and draws a bar on a TTY.
  */
 export async function downloadUpdate(
@@ -215,7 +216,7 @@ async function recordPendingSwitch(ctx: UpdaterContext, version: string, serial:
 }
 
 /**
- * Plan B2.4/B2.5 `apply_update`: stage the verified download as `versions/<version>` and record
+ * Applying the update (docs/protocol.md, section 4): stage the verified download as `versions/<version>` and record
  * `pending_switch` in state.json. It does not touch `current`: the supervisor switches, after the
  * worker exits with the restart code, and rolls back if the new version does not become ready.
  */
@@ -289,8 +290,9 @@ export async function runUpdateOnce(
     await rememberEtag(ctx, check.etag);
     return { kind: 'staged', version: signed.version, serial: signed.serial };
   } catch (err) {
-    if (err instanceof UpdateError && toVersion !== undefined) {
-      ctx.onProgress?.({ to_version: toVersion, state: 'failed', reason: err.code });
+    // The heartbeat says what the report says: the same reason code, whatever failed.
+    if (toVersion !== undefined) {
+      ctx.onProgress?.({ to_version: toVersion, state: 'failed', reason: failureReasonOf(err) });
     }
     ctx.log.debug({ correlation_id: ctx.correlationId, err: errorMessage(err) }, 'update attempt ended with an error');
     throw err;

@@ -1,9 +1,6 @@
 import { UpdateError, type ReasonCode } from '../../protocol/reason-codes.js';
-import { isErrnoCode } from '../../shared/errors.js';
+import { isNoSpace } from '../../shared/errors.js';
 import { StateFileError } from './state.js';
-
-/** Errno codes that mean "no room to write": a full disk, or the user's quota. */
-const NO_SPACE_ERRNOS = ['ENOSPC', 'EDQUOT'] as const;
 
 /** The error and the errors it wraps (`cause`), outermost first; a cycle ends the walk. */
 function causeChain(err: unknown): unknown[] {
@@ -26,7 +23,7 @@ function causeChain(err: unknown): unknown[] {
  */
 export function failureReasonOf(err: unknown): ReasonCode {
   const chain = causeChain(err);
-  if (chain.some((link) => NO_SPACE_ERRNOS.some((code) => isErrnoCode(link, code)))) return 'disk_full';
+  if (chain.some(isNoSpace)) return 'disk_full';
   if (err instanceof UpdateError) return err.code;
   if (chain.some((link) => link instanceof StateFileError)) return 'state_corrupt';
   return 'install_failed';

@@ -2,6 +2,9 @@ import { join } from 'node:path';
 import { currentPlatform, executableName } from '../../protocol/platform.js';
 import { isValidVersion } from '../../protocol/version.js';
 
+/** current, previous and launcher can name three different versions; fewer could not keep them all. */
+export const MIN_KEEP_VERSIONS = 3;
+
 /**
  * The install root (docs/protocol.md, section 4) and the engine's working folders:
  *

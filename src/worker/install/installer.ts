@@ -2,7 +2,7 @@ import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat } 
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fsyncDirectory, fsyncFile, writeFileAtomic } from '../../shared/atomic-file.js';
-import { errorMessage, isErrnoCode } from '../../shared/errors.js';
+import { errorMessage, isErrnoCode, isNoSpace } from '../../shared/errors.js';
 import { digestFile } from '../../shared/file-digest.js';
 import type { Logger } from '../../shared/logger.js';
 import { UpdateError } from '../../protocol/reason-codes.js';
@@ -232,7 +232,7 @@ async function selfTest(executable: string, version: string, timeoutMs: number):
 
 function asInstallError(err: unknown, version: string): UpdateError {
   if (err instanceof UpdateError) return err;
-  if (isErrnoCode(err, 'ENOSPC')) return new UpdateError('disk_full', `no space left staging ${version}`, { cause: err });
+  if (isNoSpace(err)) return new UpdateError('disk_full', `no space left staging ${version}`, { cause: err });
   return new UpdateError('install_failed', `staging ${version} failed: ${errorMessage(err)}`, { cause: err });
 }
 

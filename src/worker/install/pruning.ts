@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,19 +6,17 @@ import { fsyncDirectory } from '../../shared/atomic-file.js';
 import { errorMessage, isErrnoCode } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { compareVersions, isValidVersion } from '../../protocol/version.js';
-import { COMPLETE_MARK_FILE, type InstallLayout } from './install-layout.js';
+import { COMPLETE_MARK_FILE, MIN_KEEP_VERSIONS, type InstallLayout } from './install-layout.js';
 import { inspectVersion, stagingDirVersion, type VersionReader, type VersionStatus } from './installer.js';
 import { acquireUpdateLock, UpdateInProgressError } from './lock.js';
 import { readPointer, type PointerName } from './pointer.js';
-import { loadState } from './state.js';
+import { readState } from './state.js';
 
 /**
  * Bounded disk (docs/worker-updates.md, "Disk use"): after a version passes its health watch,
  * and once at supervisor start, the versions nothing needs are removed from `versions/`.
  */
 
-/** current, previous and launcher can name three different versions; fewer could not keep them all. */
-export const MIN_KEEP_VERSIONS = 3;
 
 /** How long a prune waits for update.lock while an update check holds it, and how often it asks. */
 const LOCK_WAIT_MS = 5_000;
@@ -150,9 +147,10 @@ async function entriesOrNone(dir: string): Promise<Dirent[]> {
  * unknown, nothing is safe to remove.
  */
 async function pinnedVersions(layout: InstallLayout): Promise<{ pinned: Set<string>; rolledBack: Set<string> }> {
-  const state = await loadState(layout, randomUUID);
+  // Read, never created: a prune must not give the install root a worker id of its own.
+  const state = await readState(layout);
   const pinned = new Set<string>();
-  for (const pending of [state.pending_switch, state.pending_watch]) if (pending) pinned.add(pending.to_version);
+  for (const pending of [state?.pending_switch, state?.pending_watch]) if (pending) pinned.add(pending.to_version);
   for (const which of POINTERS) {
     const version = await readPointer(layout, which);
     if (version !== null) pinned.add(version);
@@ -161,7 +159,7 @@ async function pinnedVersions(layout: InstallLayout): Promise<{ pinned: Set<stri
     const staging = stagingDirVersion(name);
     if (staging !== null) pinned.add(staging);
   }
-  return { pinned, rolledBack: new Set(Object.keys(state.rolled_back)) };
+  return { pinned, rolledBack: new Set(Object.keys(state?.rolled_back ?? {})) };
 }
 
 /** Bytes of the files under `dir`, counted without following symlinks. */

@@ -122,7 +122,8 @@ function freshState(workerId: string): WorkerStateFile {
 async function writeStateFile(layout: InstallLayout, state: WorkerStateFile): Promise<void> {
   if (!stateChecker.Check(state)) {
     const first = stateChecker.Errors(state).First();
-    throw new StateFileError(`refusing to write an invalid state at ${first?.path || '/'}: ${first?.message ?? 'invalid'}`);
+    // A bug of this program, not a damaged file: install_failed, and reset-state would not help.
+    throw new CodedError('state_write_invalid', `refusing to write an invalid state at ${first?.path || '/'}: ${first?.message ?? 'invalid'}`);
   }
   await writeFileAtomic(layout.statePath, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
 }
@@ -171,65 +172,18 @@ export async function updateState(
   });
 }
 
-export interface StateReset {
-  /** Where the unusable file was moved; null when there was no file. */
-  movedTo: string | null;
-  workerId: string;
-  /** The fields carried over from the old file (`worker_id`, `highest_serial`). */
-  salvaged: string[];
-}
-
-const workerIdChecker = TypeCompiler.Compile(WorkerId);
-const highestSerialChecker = TypeCompiler.Compile(WorkerStateFileSchema.properties.highest_serial);
-
-/** The fields of an unusable state.json worth keeping, when it still parses as JSON at all. */
-async function salvageFields(path: string): Promise<Partial<Pick<WorkerStateFile, 'worker_id' | 'highest_serial'>>> {
-  let value: unknown;
-  try {
-    value = JSON.parse(await readFile(path, 'utf8'));
-  } catch {
-    // Unreadable or not JSON: nothing can be salvaged; the caller asks for the worker id.
-    return {};
-  }
-  if (typeof value !== 'object' || value === null) return {};
-  const { worker_id: workerId, highest_serial: highestSerial } = value as Record<string, unknown>;
-  return {
-    ...(workerIdChecker.Check(workerId) ? { worker_id: workerId } : {}),
-    ...(highestSerialChecker.Check(highestSerial) ? { highest_serial: highestSerial } : {}),
-  };
-}
-
 /**
- * The documented recovery from `state_corrupt` (docs/runbooks/worker-state-corrupt.md), for a
- * stopped worker: move the unusable state.json aside (never delete it: it is the evidence), and
- * write a fresh one that keeps the worker id (from the old file, or `workerId` when given) and,
- * where it still parses, the rollback floor. Without a usable id and no `workerId`, it refuses:
- * a new id would make the server see a new worker and lose this one's history.
+ * state.json as it is on disk: null when missing, never created (unlike loadState). A file that
+ * cannot be read or does not match throws StateFileError.
  */
-export async function resetUnusableState(layout: InstallLayout, options: { workerId?: string; now: Date }): Promise<StateReset> {
-  try {
-    const usable = await readStateFile(layout);
-    const what = usable ? 'is readable and valid' : 'does not exist (the worker makes one at its next start)';
-    throw new CodedError('state_usable', `state file ${layout.statePath} ${what}: there is nothing to reset`);
-  } catch (err) {
-    if (!(err instanceof StateFileError)) throw err;
-  }
-  const salvaged = await salvageFields(layout.statePath);
-  const workerId = options.workerId ?? salvaged.worker_id;
-  if (workerId === undefined) {
-    throw new CodedError('worker_id_unknown', `the worker id cannot be read from ${layout.statePath}: give the id the server knows with --worker-id`);
-  }
-  if (!workerIdChecker.Check(workerId)) throw new CodedError('worker_id_invalid', `--worker-id ${JSON.stringify(workerId)} is not a valid worker id`);
-  const movedTo = `${layout.statePath}.unusable-${options.now.toISOString().replace(/[:.]/g, '-')}`;
-  return withStateLock(layout, async () => {
+export function readState(layout: InstallLayout): Promise<WorkerStateFile | null> {
+  return readStateFile(layout);
+}
+
+/** Move an unusable state.json to `movedTo` and write `state` in its place, under the state lock. */
+export async function replaceUnusableState(layout: InstallLayout, movedTo: string, state: WorkerStateFile): Promise<void> {
+  await withStateLock(layout, async () => {
     await rename(layout.statePath, movedTo);
-    const state = freshState(workerId);
-    if (salvaged.highest_serial) state.highest_serial = salvaged.highest_serial;
     await writeStateFile(layout, state);
-    return {
-      movedTo,
-      workerId,
-      salvaged: [...(salvaged.worker_id === workerId ? ['worker_id'] : []), ...(salvaged.highest_serial ? ['highest_serial'] : [])],
-    };
   });
 }

@@ -85,7 +85,7 @@ export class ServerClient {
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   }
 
-  /** The handshake (plan B3.1): who we are, and what the server expects of us. */
+  /** The handshake (docs/protocol.md, section 3): who we are, and what the server expects of us. */
   async register(body: RegisterRequest, requestId?: string): Promise<RegisterResponse> {
     const response = await this.#postJson('/api/workers/register', body, 200, requestId);
     if (!registerResponseChecker.Check(response)) {

@@ -1,7 +1,7 @@
 import { isNewerVersion } from '../../protocol/version.js';
 
 /**
- * The start-up and update policy (docs/protocol.md, section 4; plan B3.2), as pure functions so that every
+ * The start-up and update policy (docs/protocol.md, section 4), as pure functions so that every
  * combination is a row in a table test.
  */
 export interface PolicyInput {

@@ -154,7 +154,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   let currentUpdate: UpdateProgress | null = updateStatusAtStart(state, version);
   let loop: WorkLoop | null = null;
 
-  /** One check-download-stage pass (A's runUpdateOnce), with its telemetry. */
+  /** One check-download-stage pass (engine/updater.ts, runUpdateOnce), with its telemetry. */
   async function attemptUpdate(force: boolean): Promise<AttemptResult> {
     if (client === null || config.serverUrl === null || config.token === null) return { staged: false, outcome: { kind: 'done' } };
     const correlationId = randomUUID();
@@ -216,7 +216,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
       await Promise.all(pendingRecords);
       if (err instanceof CodedError && err.code === 'update_in_progress') {
         log.info({ event: 'worker_update_skipped', reason: 'update_in_progress' }, 'another process is updating this install root');
-        return { staged: false, outcome: { kind: 'done' } };
+        return { staged: false, outcome: { kind: 'busy' } };
       }
       // Every failed attempt ends with a reason code: in the report, the metric and this log line.
       const reason = failureReasonOf(err);
@@ -250,7 +250,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     await link?.close();
   }
 
-  // Start-up: the handshake decides whether this version may work at all (plan B3.2).
+  // Start-up: the handshake decides whether this version may work at all (docs/protocol.md, section 4).
   let outcome: RegisterOutcome | null = null;
   if (client !== null) {
     outcome = await registerOnce(client, registerBody());

@@ -14,9 +14,12 @@ import { isBelowMinimum, nextCheckDelayMs } from './policy.js';
  *   a signed rollback release) brings the check forward to within 30 s, once per announcement;
  * - a heartbeat that puts the worker newly below the server's minimum makes the check due now;
  * - a check that failed for want of an answer (`TRANSIENT_FAILURES`) is retried with backoff,
- *   60 s doubling, full jitter, never later than the regular check. A failure that is a verdict
- *   on the release (a bad signature, a wrong hash) waits for the regular check: trying again
- *   sooner would download the same refused bytes.
+ *   5 min doubling, full jitter, never later than the regular check: a CDN hiccup does not cost
+ *   an hour, and a fleet facing a server outage comes back a few times an hour, not every minute.
+ *   A failure that is a verdict on the release (a bad signature, a wrong hash) or on this machine
+ *   waits for the regular check: trying again sooner would download the same refused bytes;
+ * - a check that found another process holding update.lock (the supervisor pruning old versions
+ *   right after a watch) is tried again within a minute rather than an interval later.
  */
 export interface UpdateScheduleOptions {
   checkIntervalS: number;
@@ -42,13 +45,15 @@ export interface AnnouncedPolicy {
 export type PolicyEffect = 'none' | 'nudged' | 'below_minimum';
 
 /** The outcome of a check, as the schedule sees it. */
-export type CheckOutcome = { kind: 'done' } | { kind: 'failed'; reason: ReasonCode };
+export type CheckOutcome = { kind: 'done' } | { kind: 'busy' } | { kind: 'failed'; reason: ReasonCode };
 
 /** Failures that say nothing about the release: the server or the network did not answer. */
 export const TRANSIENT_FAILURES: ReadonlySet<ReasonCode> = new Set<ReasonCode>(['manifest_fetch_failed', 'download_failed']);
 
 export const NUDGE_SPREAD_MS = 30_000;
-export const FAILED_CHECK_BASE_DELAY_MS = 60_000;
+export const FAILED_CHECK_BASE_DELAY_MS = 300_000;
+/** A check that found update.lock held is tried again after 30-60 s. */
+export const BUSY_RETRY_MS = 60_000;
 
 export class UpdateSchedule {
   readonly #options: UpdateScheduleOptions;
@@ -88,6 +93,11 @@ export class UpdateSchedule {
   }
 
   checkFinished(nowMs: number, outcome: CheckOutcome): void {
+    if (outcome.kind === 'busy') {
+      const retryAtMs = nowMs + Math.round(BUSY_RETRY_MS * (0.5 + 0.5 * this.#options.random()));
+      this.#nextCheckAtMs = Math.min(this.#nextCheckAtMs, retryAtMs);
+      return;
+    }
     if (outcome.kind === 'failed' && TRANSIENT_FAILURES.has(outcome.reason)) {
       const retryAtMs = nowMs + this.#backoff.delayMs(this.#transientFailures);
       this.#transientFailures += 1;

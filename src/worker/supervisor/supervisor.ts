@@ -338,7 +338,8 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
       const round = decideRound({
         firstRound,
         current: await readPointer(layout, 'current'),
-        launcher: await readPointer(layout, 'launcher'),
+        // Unreadable counts as none here: it must not stop a watch or a recorded switch.
+        launcher: await pointerOrNull('launcher'),
         pendingSwitch: state.pending_switch ?? null,
         pendingWatch: state.pending_watch ?? null,
       });

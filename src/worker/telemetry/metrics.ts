@@ -5,7 +5,7 @@ import type { UpdateEvent } from '../../protocol/messages.js';
 import type { ReasonCode } from '../../protocol/reason-codes.js';
 
 /**
- * The worker's Prometheus metrics (docs/protocol.md, section 6; plan B3.4). Under `supervise` the
+ * The worker's Prometheus metrics (docs/protocol.md, section 6). Under `supervise` the
  * supervisor serves them: it outlives each worker process and is the one that sees successes
  * and rollbacks; the worker forwards its attempts and failures to it over IPC.
  */

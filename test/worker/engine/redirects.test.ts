@@ -41,7 +41,8 @@ describe('redirectTarget: where a redirect may lead (docs/protocol.md, section 1
     { from: 'http://localhost/a', location: 'http://127.9.8.7/b', allowed: 'http://127.9.8.7/b' },
     { from: 'http://127.0.0.1/a', location: 'http://[::1]:81/b', allowed: 'http://[::1]:81/b' },
     { from: 'http://127.0.0.1/a', location: 'https://cdn.example.net/b', allowed: 'https://cdn.example.net/b' },
-    { from: 'https://updates.example.com/a', location: 'http://127.0.0.1/b', allowed: 'http://127.0.0.1/b' },
+    { from: 'https://updates.example.com/a', location: 'http://127.0.0.1/b', allowed: null },
+    { from: 'https://updates.example.com/a', location: 'http://localhost:6379/b', allowed: null },
     // Down from https to plain http on another host, or plain http anywhere but loopback.
     { from: 'https://updates.example.com/a', location: 'http://cdn.example.net/b', allowed: null },
     { from: 'https://updates.example.com/a', location: 'http://updates.example.com/a', allowed: null },

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FAILED_CHECK_BASE_DELAY_MS, NUDGE_SPREAD_MS, UpdateSchedule, type UpdateScheduleOptions } from '../../../src/worker/runtime/update-schedule.js';
+import { BUSY_RETRY_MS, FAILED_CHECK_BASE_DELAY_MS, NUDGE_SPREAD_MS, UpdateSchedule, type UpdateScheduleOptions } from '../../../src/worker/runtime/update-schedule.js';
 
 const HOUR_MS = 3_600_000;
 const T0 = 1_000_000;
@@ -50,7 +50,7 @@ test('the regular interval is jittered by ±20 %', () => {
   }
 });
 
-test('checkFinished: transient failures back off from 60 s, verdicts wait for the regular check', () => {
+test('checkFinished: transient failures back off from 5 min, a held lock is retried within a minute, verdicts wait for the regular check', () => {
   const rows: { name: string; reasons: Parameters<UpdateSchedule['checkFinished']>[1][]; expectedDelayMs: number }[] = [
     { name: 'done', reasons: [{ kind: 'done' }], expectedDelayMs: HOUR_MS },
     // random 0.5 with full jitter: half of the ceiling, which doubles per consecutive failure.
@@ -64,6 +64,7 @@ test('checkFinished: transient failures back off from 60 s, verdicts wait for th
       ],
       expectedDelayMs: (4 * FAILED_CHECK_BASE_DELAY_MS) / 2,
     },
+    { name: 'update.lock held by the supervisor (pruning): within a minute', reasons: [{ kind: 'busy' }], expectedDelayMs: 0.75 * BUSY_RETRY_MS },
     { name: 'a bad signature is a verdict', reasons: [{ kind: 'failed', reason: 'signature_invalid' }], expectedDelayMs: HOUR_MS },
     { name: 'a wrong hash is a verdict', reasons: [{ kind: 'failed', reason: 'checksum_mismatch' }], expectedDelayMs: HOUR_MS },
     { name: 'a full disk waits for the regular check', reasons: [{ kind: 'failed', reason: 'disk_full' }], expectedDelayMs: HOUR_MS },
