@@ -8,7 +8,7 @@ import { isCodedError, UsageError, errorMessage } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { buildInfo, formatVersionJson, formatVersionText, isPackagedBuild } from './build-info.js';
 import { resolveConfig, type FlagValues } from './config.js';
-import { installLayout } from './install/install-layout.js';
+import { installLayout, type InstallLayout } from './install/install-layout.js';
 import { installExecutable } from './install/installer.js';
 import { resetUnusableState } from './install/state-reset.js';
 import { EXIT_CODES } from './runtime/policy.js';
@@ -106,6 +106,12 @@ async function executableVersion(path: string): Promise<string> {
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = EXIT_CODES.ok;
   const log = (): Logger => io.log ?? createLogger({ name: 'bytebiota-worker' });
+  /** The install root of `install` and `reset-state`: the flag, else BYTEBIOTA_INSTALL_ROOT. */
+  const installRootOf = (opts: { installRoot?: string }, command: string): InstallLayout => {
+    const root = opts.installRoot ?? io.env['BYTEBIOTA_INSTALL_ROOT'];
+    if (!root) throw new UsageError(`${command} needs --install-root DIR or BYTEBIOTA_INSTALL_ROOT`);
+    return installLayout(resolve(io.cwd, root));
+  };
   const program = new Command('bytebiota-worker')
     .description('ByteBiota worker: works, updates itself safely, rolls back')
     .option('--version', 'print version and build metadata')
@@ -131,8 +137,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .option('--install-root <dir>', 'install root [BYTEBIOTA_INSTALL_ROOT]')
     .option('--executable <file>', 'the executable to install (default: this one, when packaged)')
     .action(async (opts: { installRoot?: string; executable?: string }) => {
-      const root = opts.installRoot ?? io.env['BYTEBIOTA_INSTALL_ROOT'];
-      if (!root) throw new UsageError('install needs --install-root DIR or BYTEBIOTA_INSTALL_ROOT');
+      const layout = installRootOf(opts, 'install');
       let executable: string;
       let version: string;
       if (opts.executable !== undefined) {
@@ -144,7 +149,6 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       } else {
         throw new UsageError('running from source: give the packaged executable to install with --executable FILE');
       }
-      const layout = installLayout(resolve(io.cwd, root));
       await installExecutable(layout, executable, version);
       log().info({ event: 'worker_installed', version, install_root: layout.root }, `installed ${version} as current`);
     });
@@ -155,9 +159,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .option('--install-root <dir>', 'install root [BYTEBIOTA_INSTALL_ROOT]')
     .option('--worker-id <id>', 'the id the server knows, when the old file does not give it')
     .action(async (opts: { installRoot?: string; workerId?: string }) => {
-      const root = opts.installRoot ?? io.env['BYTEBIOTA_INSTALL_ROOT'];
-      if (!root) throw new UsageError('reset-state needs --install-root DIR or BYTEBIOTA_INSTALL_ROOT');
-      const layout = installLayout(resolve(io.cwd, root));
+      const layout = installRootOf(opts, 'reset-state');
       const reset = await resetUnusableState(layout, { now: systemClock.now(), ...(opts.workerId !== undefined ? { workerId: opts.workerId } : {}) });
       if (reset.kind === 'not_needed') {
         log().info({ event: 'worker_state_reset_not_needed', install_root: layout.root }, `nothing to reset: ${reset.why}`);
