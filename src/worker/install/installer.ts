@@ -333,7 +333,8 @@ export async function stageVersion(opts: StageOptions): Promise<{ version: strin
 }
 
 /** A pointer that cannot be read (garbage, not a symlink) counts as no pointer: it names nothing runnable. */
-async function readPointerOrNull(layout: InstallLayout, which: PointerName): Promise<string | null> {
+/** A pointer that cannot be read (PointerError) names no version; other errors propagate. */
+export async function readPointerOrNull(layout: InstallLayout, which: PointerName): Promise<string | null> {
   try {
     return await readPointer(layout, which);
   } catch (err) {

@@ -22,7 +22,12 @@ export type StateReset =
     };
 
 const workerIdChecker = TypeCompiler.Compile(WorkerId);
-const fieldCheckers = Object.entries(WorkerStateFileSchema.properties).map(([name, schema]) => ({ name, checker: TypeCompiler.Compile(schema) }));
+// Compiled on first use: every CLI start loads this module, and only reset-state needs them.
+let fieldCheckers: { name: string; checker: ReturnType<typeof TypeCompiler.Compile> }[] | undefined;
+function checkersOfFields(): NonNullable<typeof fieldCheckers> {
+  fieldCheckers ??= Object.entries(WorkerStateFileSchema.properties).map(([name, schema]) => ({ name, checker: TypeCompiler.Compile(schema) }));
+  return fieldCheckers;
+}
 
 /** The fields of an unusable state.json that still match their own schema, when it parses as JSON at all. */
 async function salvageFields(path: string): Promise<Partial<WorkerStateFile>> {
@@ -36,7 +41,7 @@ async function salvageFields(path: string): Promise<Partial<WorkerStateFile>> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return {};
   const fields = value as Record<string, unknown>;
   const salvaged: Record<string, unknown> = {};
-  for (const { name, checker } of fieldCheckers) {
+  for (const { name, checker } of checkersOfFields()) {
     if (fields[name] !== undefined && checker.Check(fields[name])) salvaged[name] = fields[name];
   }
   // Each field passed its own schema just above.

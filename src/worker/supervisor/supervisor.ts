@@ -17,11 +17,11 @@ import { decideAfterExit, decideAfterWatch, decideRound, decideSwitch, type Pend
 import { childExited, HEALTHY_RUN_RESET_MS, watchHealth, type ChildExit } from './health.js';
 import { failureReasonOf } from '../install/failure-reason.js';
 import { installLayout } from '../install/install-layout.js';
-import { describeVersionStatus, inspectVersion, recoverInstallRoot, rollbackToPrevious, switchCurrent } from '../install/installer.js';
+import { describeVersionStatus, inspectVersion, readPointerOrNull, recoverInstallRoot, rollbackToPrevious, switchCurrent } from '../install/installer.js';
 import { pruneVersions } from '../install/pruning.js';
 import { serveMetrics, WorkerMetrics, type MetricsServer } from '../telemetry/metrics.js';
 import { EXIT_CODES } from '../runtime/policy.js';
-import { PointerError, readPointer, writePointer, type PointerName } from '../install/pointer.js';
+import { readPointer, writePointer } from '../install/pointer.js';
 import { acceptsFromState } from '../runtime/server-accepts.js';
 import { loadState, updateState } from '../install/state.js';
 import { isUpdateEventMessage, UpdateTelemetry } from '../telemetry/telemetry.js';
@@ -259,15 +259,6 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
     return rolledBack;
   }
 
-  /** A pointer that cannot be read names no version. */
-  async function pointerOrNull(which: PointerName): Promise<string | null> {
-    try {
-      return await readPointer(layout, which);
-    } catch (err) {
-      if (err instanceof PointerError) return null;
-      throw err;
-    }
-  }
 
   /**
    * A proven version keeps crashing (crash-loop.ts): report it once, as a failure with reason
@@ -278,7 +269,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
   async function reportCrashLoop(version: string, shortCrashes: number, lastRunMs: number, restartInMs: number): Promise<void> {
     const state = await loadState(layout, randomUUID);
     const serial = state.proven?.version === version ? state.proven.serial : undefined;
-    const fromVersion = (await pointerOrNull('previous')) ?? version;
+    const fromVersion = (await readPointerOrNull(layout, 'previous')) ?? version;
     log.error(
       {
         event: 'worker_crash_loop',
@@ -339,7 +330,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
         firstRound,
         current: await readPointer(layout, 'current'),
         // Unreadable counts as none here: it must not stop a watch or a recorded switch.
-        launcher: await pointerOrNull('launcher'),
+        launcher: await readPointerOrNull(layout, 'launcher'),
         pendingSwitch: state.pending_switch ?? null,
         pendingWatch: state.pending_watch ?? null,
       });
@@ -424,7 +415,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
         'the worker exited; restarting it',
       );
       // Proven: it passed its health watch (the launcher names it) and no new watch is pending.
-      const proven = next.crashed && (await pointerOrNull('launcher')) === running.version && (await loadState(layout, randomUUID)).pending_watch === undefined;
+      const proven = next.crashed && (await readPointerOrNull(layout, 'launcher')) === running.version && (await loadState(layout, randomUUID)).pending_watch === undefined;
       const noted = noteRunEnded(crashLoop, { version: running.version, ranMs, crashed: next.crashed, proven });
       crashLoop = noted.state;
       if (noted.report) await reportCrashLoop(running.version, crashLoop.shortCrashes, ranMs, next.delayMs);
