@@ -45,6 +45,34 @@ export const RegisterRequest = Type.Object(
 export type RegisterRequest = Static<typeof RegisterRequest>;
 
 /**
+ * POST /api/workers/enroll: an enrollment token, spent once, for this worker's own credential
+ * (docs/protocol.md, section 3). The worker keeps the id it already has. The token is not
+ * pattern-checked here: a malformed one is refused like an unknown one (401).
+ */
+export const EnrollRequest = Type.Object(
+  {
+    enrollment_token: Type.String({ minLength: 1, maxLength: 256 }),
+    worker_id: WorkerId,
+    platform: Type.Optional(PlatformName),
+    channel: Type.Optional(Channel),
+  },
+  { additionalProperties: false },
+);
+export type EnrollRequest = Static<typeof EnrollRequest>;
+
+/** POST /api/workers/claim (with the pool token): a worker's first and only claim of a credential for its id. */
+export const ClaimRequest = Type.Object({ worker_id: WorkerId }, { additionalProperties: false });
+export type ClaimRequest = Static<typeof ClaimRequest>;
+
+/** The answer to enroll and claim: the credential, shown this once; only its hash is stored. */
+export const CredentialResponse = Type.Object({
+  worker_id: Type.String(),
+  pool: Type.String(),
+  credential: Type.String(),
+});
+export type CredentialResponse = Static<typeof CredentialResponse>;
+
+/**
  * What a server takes from workers beyond the first protocol: report fields and reason codes.
  * A worker sends a newer field or code only to a server that lists it here; a server that sends
  * no `accepts` takes the first protocol only (no `serial`, LEGACY_REASON_CODES).

@@ -19,6 +19,7 @@ import { DEFAULT_PLANS, type DefaultPlanName } from './rollout/plan.js';
 import type { HaltSettings } from './rollout/failure-rate.js';
 import { RolloutService } from './rollout/rollout-service.js';
 import { adminRoutes } from './routes/admin.js';
+import { adminIdentityRoutes } from './routes/admin-identity.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { healthRoutes } from './routes/health.js';
@@ -26,6 +27,7 @@ import { manifestRoutes } from './routes/manifest.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { reportRoutes } from './routes/reports.js';
 import { workerRoutes } from './routes/workers.js';
+import { workerIdentityRoutes } from './routes/worker-identity.js';
 import './types.js';
 
 export interface RateLimitSettings {
@@ -51,7 +53,13 @@ export interface AppDeps {
   workerStaleAfterSeconds?: number;
   /** Staged rollouts; every field has a default (docs/runbooks/rollout.md). */
   rollouts?: RolloutSettings;
+  /** Enrollments per client address (`POST /api/workers/enroll` takes no bearer); default 10 a minute. */
+  enrollRateLimit?: RateLimitSettings;
+  /** Refuse pool tokens on worker routes (401 `pool_token_refused`); `--refuse-pool-tokens`. */
+  refusePoolTokens?: boolean;
 }
+
+export const DEFAULT_ENROLL_RATE_LIMIT: RateLimitSettings = { max: 10, windowSeconds: 60 };
 
 export interface RolloutSettings {
   /** The plan of a channel that has none of its own: `staged` (the default) or `immediate`. */
@@ -115,14 +123,14 @@ export const bytebiotaServer = fp<AppDeps>(
     await app.register(metricsPlugin, {
       workersSeenSince: () => new Date(deps.clock.now().getTime() - workerStaleAfterSeconds * 1000),
     });
-    await app.register(authPlugin, { metricsToken: deps.metricsToken });
-    // After auth (preHandler), so the key is the verified token id; per address otherwise.
+    await app.register(authPlugin, { metricsToken: deps.metricsToken, refusePoolTokens: deps.refusePoolTokens ?? false });
+    // After auth (preHandler), so the key is the verified token or credential id; per address otherwise.
     await app.register(rateLimit, {
       global: true,
       hook: 'preHandler',
       max: deps.rateLimit.max,
       timeWindow: deps.rateLimit.windowSeconds * 1000,
-      keyGenerator: (request) => (request.auth ? `token:${request.auth.tokenId}` : `ip:${request.ip}`),
+      keyGenerator: (request) => (request.auth ? `${request.auth.kind}:${request.auth.tokenId}` : `ip:${request.ip}`),
       errorResponseBuilder: (_request, context) =>
         new HttpError(429, 'rate_limited', `too many requests; retry after ${context.after}`),
     });
@@ -134,7 +142,9 @@ export const bytebiotaServer = fp<AppDeps>(
     await app.register(artifactRoutes);
     await app.register(reportRoutes);
     await app.register(workerRoutes);
+    await app.register(workerIdentityRoutes, { enrollRateLimit: deps.enrollRateLimit ?? DEFAULT_ENROLL_RATE_LIMIT });
     await app.register(adminRoutes);
+    await app.register(adminIdentityRoutes);
     await app.register(rolloutRoutes);
   },
   { name: 'bytebiota-server', fastify: '5.x' },

@@ -1,14 +1,21 @@
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /**
- * Bearer tokens: `bbt_<id>_<secret>`. The id (16 hex) is public and names the token in logs,
- * rate limits and `token revoke`; the secret (32 random bytes, base64url) is shown once at
- * creation. Only the SHA-256 of the whole token is stored.
+ * Secrets the server hands out, all `<prefix>_<id>_<secret>`: the id (16 hex) is public and
+ * names the secret in logs, rate limits and revocations; the secret (32 random bytes, base64url)
+ * is shown once at creation. Only the SHA-256 of the whole string is stored.
+ *
+ * - `bbt_`: a bearer token (a pool's worker token, or an admin's);
+ * - `bbe_`: an enrollment token, exchanged at `POST /api/workers/enroll` for a credential;
+ * - `bbw_`: a worker credential, bound to one worker id and one pool (docs/protocol.md, section 3).
  */
 export const TOKEN_ROLES = ['worker', 'admin'] as const;
 export type TokenRole = (typeof TOKEN_ROLES)[number];
 
-const TOKEN_PATTERN = /^bbt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
+export const SECRET_PREFIXES = { token: 'bbt', enrollment: 'bbe', credential: 'bbw' } as const;
+export type SecretKind = keyof typeof SECRET_PREFIXES;
+
+const SECRET_PATTERN = /^(bbt|bbe|bbw)_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 export const TOKEN_ID_PATTERN = /^[0-9a-f]{16}$/;
 
 export interface NewToken {
@@ -17,9 +24,10 @@ export interface NewToken {
   secretSha256: Buffer;
 }
 
-export function generateToken(): NewToken {
+/** A new secret of the given kind (a bearer token unless told). */
+export function generateToken(kind: SecretKind = 'token'): NewToken {
   const id = randomBytes(8).toString('hex');
-  const token = `bbt_${id}_${randomBytes(32).toString('base64url')}`;
+  const token = `${SECRET_PREFIXES[kind]}_${id}_${randomBytes(32).toString('base64url')}`;
   return { id, token, secretSha256: hashToken(token) };
 }
 
@@ -29,10 +37,17 @@ export function hashToken(token: string): Buffer {
   return hash('sha256', token, 'buffer');
 }
 
-/** The id part of a well-formed token, or null: a malformed token is never looked up. */
-export function tokenIdOf(token: string): string | null {
-  const match = TOKEN_PATTERN.exec(token);
-  return match ? match[1]! : null;
+/** The id part of a well-formed secret of that kind, or null: a malformed one is never looked up. */
+export function tokenIdOf(token: string, kind: SecretKind = 'token'): string | null {
+  const match = SECRET_PATTERN.exec(token);
+  return match && match[1] === SECRET_PREFIXES[kind] ? match[2]! : null;
+}
+
+/** Which kind of secret a well-formed string is, or null. */
+export function secretKindOf(token: string): SecretKind | null {
+  const prefix = SECRET_PATTERN.exec(token)?.[1];
+  if (prefix === undefined) return null;
+  return (Object.keys(SECRET_PREFIXES) as SecretKind[]).find((kind) => SECRET_PREFIXES[kind] === prefix) ?? null;
 }
 
 /** Constant-time comparison of a presented token with the stored hash. */

@@ -10,10 +10,15 @@ import type { TokenRole } from './tokens.js';
 export type RouteAuth = 'none' | 'worker' | 'admin' | 'metrics';
 
 export interface AuthContext {
+  /** `token`: a bearer token (a pool's or an admin's); `credential`: one worker's own credential. */
+  kind: 'token' | 'credential';
+  /** The public id of the token or credential: logs, rate limits, revocation. */
   tokenId: string;
   role: TokenRole;
-  /** The worker pool of a worker token (never self-declared by the worker); null for admins. */
+  /** The worker pool of a worker token or credential (never self-declared by the worker); null for admins. */
   pool: string | null;
+  /** The worker a credential belongs to; null for tokens, which speak for no worker in particular. */
+  workerId: string | null;
 }
 
 /** Settings the routes read; the wiring in main.ts fills them from the configuration. */

@@ -25,6 +25,8 @@ export interface TestServer {
   logs(): Array<Record<string, unknown>>;
   /** Make and store another token. */
   addToken(role: TokenRole, pool: string | null): Promise<{ id: string; token: string }>;
+  /** Make and store an enrollment token for `pool` (unlimited and never expiring unless told). */
+  addEnrollmentToken(pool: string, limits?: { maxUses?: number; expiresAt?: Date }): Promise<{ id: string; token: string }>;
   close(): Promise<void>;
 }
 
@@ -48,6 +50,22 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, fleetOpt
       secretSha256: made.secretSha256,
       label: null,
       createdAt: SERVER_FIXTURE_NOW,
+      revokedAt: null,
+    });
+    return { id: made.id, token: made.token };
+  };
+  const addEnrollmentToken = async (pool: string, limits: { maxUses?: number; expiresAt?: Date } = {}) => {
+    const made = generateToken('enrollment');
+    await fleet.createEnrollmentToken({
+      id: made.id,
+      pool,
+      secretSha256: made.secretSha256,
+      label: null,
+      maxUses: limits.maxUses ?? null,
+      uses: 0,
+      expiresAt: limits.expiresAt ?? null,
+      createdAt: SERVER_FIXTURE_NOW,
+      createdBy: null,
       revokedAt: null,
     });
     return { id: made.id, token: made.token };
@@ -81,6 +99,7 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, fleetOpt
     tokens: { canary: canary.token, stable: stable.token, admin: admin.token, canaryId: canary.id },
     logs: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>),
     addToken,
+    addEnrollmentToken,
     close: async () => {
       await app.close();
       await fleet.close();

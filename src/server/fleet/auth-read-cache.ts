@@ -1,5 +1,5 @@
 import type { PoolPolicy } from '../../protocol/messages.js';
-import type { TokenRecord } from './fleet-store.js';
+import type { CredentialRecord, TokenRecord } from './fleet-store.js';
 
 export interface AuthReadCacheOptions {
   /** Reads the database's auth epoch (migration 2): it changes whenever a token or policy does. */
@@ -16,7 +16,7 @@ export const DEFAULT_AUTH_RECHECK_MS = 1;
 const DEFAULT_MAX_ENTRIES = 10_000;
 
 /**
- * Tokens and pool policies kept in memory, so that a request's auth and policy lookups cost a
+ * Tokens, worker credentials and pool policies kept in memory, so that a request's auth and policy lookups cost a
  * map lookup instead of two SQLite reads. Unknown token ids are remembered too (a flood of bad
  * tokens must not reach the database either).
  *
@@ -29,6 +29,7 @@ const DEFAULT_MAX_ENTRIES = 10_000;
 export class AuthReadCache {
   private readonly tokens = new Map<string, TokenRecord | null>();
   private readonly policies = new Map<string, PoolPolicy | null>();
+  private readonly credentials = new Map<string, CredentialRecord | null>();
   private epoch: number | null = null;
   private checkedAtMs = Number.NEGATIVE_INFINITY;
   private readonly recheckMs: number;
@@ -45,6 +46,10 @@ export class AuthReadCache {
     return this.lookup(this.tokens, id, load);
   }
 
+  credential(id: string, load: (id: string) => CredentialRecord | null): CredentialRecord | null {
+    return this.lookup(this.credentials, id, load);
+  }
+
   policy(pool: string, load: (pool: string) => PoolPolicy | null): PoolPolicy | null {
     return this.lookup(this.policies, pool, load);
   }
@@ -53,6 +58,7 @@ export class AuthReadCache {
   clear(): void {
     this.tokens.clear();
     this.policies.clear();
+    this.credentials.clear();
     // Re-read the epoch on the next lookup, so the write's own increment is not mistaken later
     // for a change made elsewhere (harmless, but it would empty the cache once more).
     this.checkedAtMs = Number.NEGATIVE_INFINITY;
@@ -76,6 +82,7 @@ export class AuthReadCache {
     if (epoch !== this.epoch) {
       this.tokens.clear();
       this.policies.clear();
+      this.credentials.clear();
       this.epoch = epoch;
     }
   }

@@ -78,6 +78,30 @@ export interface FleetStore {
   revokeToken(id: string, at: Date): Promise<boolean>;
   listTokens(): Promise<TokenRecord[]>;
 
+  // Worker identity (docs/protocol.md, section 3: enrollment, claim, credentials).
+  createEnrollmentToken(token: EnrollmentTokenRecord): Promise<void>;
+  findEnrollmentToken(id: string): Promise<EnrollmentTokenRecord | null>;
+  /** Marks the enrollment token revoked; false when no such token (or already revoked). */
+  revokeEnrollmentToken(id: string, at: Date): Promise<boolean>;
+  listEnrollmentTokens(): Promise<EnrollmentTokenRecord[]>;
+  /**
+   * Spend one use of the enrollment token `credential.sourceTokenId` on `credential`, in one
+   * transaction: the token is re-checked there (revoked, expired at `credential.createdAt`, used
+   * up), the worker id must hold no live credential, and the use is counted only when the
+   * credential is stored. Of two enrollments racing for a token's last use, one wins.
+   */
+  enrollWorker(credential: CredentialRecord): Promise<EnrollOutcome>;
+  /**
+   * Store `credential` (a claim by a pool token) unless its worker id has ever held one: the
+   * first claim wins, and a revoked worker cannot claim its way back in. Returns the credential
+   * that was there first when refused.
+   */
+  claimCredential(credential: CredentialRecord): Promise<{ claimed: true } | { claimed: false; existing: CredentialRecord }>;
+  /** A credential by its id, revoked or not (cached like tokens). */
+  findCredential(id: string): Promise<CredentialRecord | null>;
+  /** Revoke the worker's live credential; returns it, or null when the worker has none. */
+  revokeWorkerCredential(workerId: string, change: { at: Date; by: string }): Promise<CredentialRecord | null>;
+
   /** Finish pending writes and close the connection. */
   close(): Promise<void>;
 }
@@ -118,6 +142,56 @@ export interface TokenRecord {
   label: string | null;
   createdAt: Date;
   revokedAt: Date | null;
+}
+
+export interface EnrollmentTokenRecord {
+  id: string;
+  /** The pool every worker enrolled with it joins. */
+  pool: string;
+  secretSha256: Buffer;
+  label: string | null;
+  /** Null: any number of enrollments. */
+  maxUses: number | null;
+  uses: number;
+  /** Null: never expires. */
+  expiresAt: Date | null;
+  createdAt: Date;
+  /** The admin token id that made it through the API; null from the command line. */
+  createdBy: string | null;
+  revokedAt: Date | null;
+}
+
+/** Why an enrollment token cannot be used now; each is its own error code. */
+export type EnrollmentRefusal = 'invalid_enrollment_token' | 'enrollment_token_revoked' | 'enrollment_token_expired' | 'enrollment_token_used_up';
+
+/** Why the enrollment token cannot be spent at `now`, or null when it can (revoked beats expired beats used up). */
+export function enrollmentRefusal(token: EnrollmentTokenRecord, now: Date): EnrollmentRefusal | null {
+  if (token.revokedAt !== null) return 'enrollment_token_revoked';
+  if (token.expiresAt !== null && token.expiresAt.getTime() <= now.getTime()) return 'enrollment_token_expired';
+  if (token.maxUses !== null && token.uses >= token.maxUses) return 'enrollment_token_used_up';
+  return null;
+}
+
+export type EnrollOutcome =
+  | { kind: 'enrolled' }
+  | { kind: 'refused'; code: EnrollmentRefusal }
+  | { kind: 'already_enrolled'; existing: CredentialRecord };
+
+export interface CredentialRecord {
+  id: string;
+  workerId: string;
+  pool: string;
+  secretSha256: Buffer;
+  /** `enroll` (an enrollment token) or `claim` (a pool token, once per worker id). */
+  source: 'enroll' | 'claim';
+  /** The enrollment token or pool token it was issued against. */
+  sourceTokenId: string;
+  createdAt: Date;
+  /** The client address it was issued to, when known. */
+  createdFrom: string | null;
+  revokedAt: Date | null;
+  /** The admin token id that revoked it. */
+  revokedBy: string | null;
 }
 
 export interface FleetQuery {
@@ -163,7 +237,8 @@ export interface FailureView {
 export interface FleetView {
   total_workers: number;
   groups: FleetGroup[];
-  workers: WorkerView[];
+  /** `credential_created_at`: when the worker's live credential was issued; null when it has none. */
+  workers: Array<WorkerView & { credential_created_at: string | null }>;
   recent_failures: FailureView[];
   pools: Array<{ pool: string; auto_update: boolean; updated_at: string }>;
 }

@@ -6,23 +6,27 @@ import { CodedError } from '../../shared/errors.js';
 import type { TokenRole } from '../tokens.js';
 import type { RolloutReport } from '../rollout/failure-rate.js';
 import type { RolloutPlan } from '../../protocol/rollouts.js';
-import type {
-  AdmissionRecord,
-  FailureView,
-  FleetGroup,
-  FleetQuery,
-  FleetStore,
-  FleetView,
-  LiveWorker,
-  RolloutRecord,
-  RolloutState,
-  RolloutStateChange,
-  StoredReport,
-  TokenRecord,
-  WorkerCount,
-  WorkerHeartbeat,
-  WorkerRegistration,
-  WorkerView,
+import {
+  enrollmentRefusal,
+  type AdmissionRecord,
+  type CredentialRecord,
+  type EnrollmentTokenRecord,
+  type EnrollOutcome,
+  type FailureView,
+  type FleetGroup,
+  type FleetQuery,
+  type FleetStore,
+  type FleetView,
+  type LiveWorker,
+  type RolloutRecord,
+  type RolloutState,
+  type RolloutStateChange,
+  type StoredReport,
+  type TokenRecord,
+  type WorkerCount,
+  type WorkerHeartbeat,
+  type WorkerRegistration,
+  type WorkerView,
 } from './fleet-store.js';
 import { AuthReadCache } from './auth-read-cache.js';
 import { MIGRATIONS, type Migration } from './migrations/index.js';
@@ -66,6 +70,77 @@ function tokenFromRow(row: TokenRow): TokenRecord {
     label: row.label,
     createdAt: new Date(row.created_at),
     revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
+  };
+}
+
+interface EnrollmentTokenRow {
+  id: string;
+  pool: string;
+  secret_sha256: Buffer;
+  label: string | null;
+  max_uses: number | null;
+  uses: number;
+  expires_at: string | null;
+  created_at: string;
+  created_by: string | null;
+  revoked_at: string | null;
+}
+
+function enrollmentTokenFromRow(row: EnrollmentTokenRow): EnrollmentTokenRecord {
+  return {
+    id: row.id,
+    pool: row.pool,
+    secretSha256: row.secret_sha256,
+    label: row.label,
+    maxUses: row.max_uses,
+    uses: row.uses,
+    expiresAt: row.expires_at === null ? null : new Date(row.expires_at),
+    createdAt: new Date(row.created_at),
+    createdBy: row.created_by,
+    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
+  };
+}
+
+interface CredentialRow {
+  id: string;
+  worker_id: string;
+  pool: string;
+  secret_sha256: Buffer;
+  source: 'enroll' | 'claim';
+  source_token_id: string;
+  created_at: string;
+  created_from: string | null;
+  revoked_at: string | null;
+  revoked_by: string | null;
+}
+
+function credentialFromRow(row: CredentialRow): CredentialRecord {
+  return {
+    id: row.id,
+    workerId: row.worker_id,
+    pool: row.pool,
+    secretSha256: row.secret_sha256,
+    source: row.source,
+    sourceTokenId: row.source_token_id,
+    createdAt: new Date(row.created_at),
+    createdFrom: row.created_from,
+    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
+    revokedBy: row.revoked_by,
+  };
+}
+
+function credentialRow(credential: CredentialRecord): CredentialRow {
+  return {
+    id: credential.id,
+    worker_id: credential.workerId,
+    pool: credential.pool,
+    secret_sha256: credential.secretSha256,
+    source: credential.source,
+    source_token_id: credential.sourceTokenId,
+    created_at: credential.createdAt.toISOString(),
+    created_from: credential.createdFrom,
+    revoked_at: credential.revokedAt?.toISOString() ?? null,
+    revoked_by: credential.revokedBy,
   };
 }
 
@@ -232,6 +307,12 @@ export class SqliteFleetStore implements FleetStore {
     rolloutEpoch: Statement;
     insertAdmission: Statement;
     workerAdmittedSerials: Statement;
+    findEnrollmentToken: Statement;
+    spendEnrollmentUse: Statement;
+    findCredential: Statement;
+    liveCredentialOf: Statement;
+    newestCredentialOf: Statement;
+    insertCredential: Statement;
   };
 
   constructor(
@@ -309,6 +390,19 @@ export class SqliteFleetStore implements FleetStore {
       workerAdmittedSerials: this.db
         .prepare('SELECT serial FROM rollout_admissions WHERE worker_id = ? AND channel = ? ORDER BY serial DESC')
         .pluck(),
+      findEnrollmentToken: this.db.prepare('SELECT * FROM enrollment_tokens WHERE id = ?'),
+      spendEnrollmentUse: this.db.prepare(`
+        UPDATE enrollment_tokens SET uses = uses + 1
+        WHERE id = @id AND revoked_at IS NULL AND (max_uses IS NULL OR uses < max_uses)
+          AND (expires_at IS NULL OR expires_at > @at)`),
+      findCredential: this.db.prepare('SELECT * FROM worker_credentials WHERE id = ?'),
+      liveCredentialOf: this.db.prepare('SELECT * FROM worker_credentials WHERE worker_id = ? AND revoked_at IS NULL'),
+      newestCredentialOf: this.db.prepare('SELECT * FROM worker_credentials WHERE worker_id = ? ORDER BY created_at DESC, id LIMIT 1'),
+      insertCredential: this.db.prepare(`
+        INSERT INTO worker_credentials (id, worker_id, pool, secret_sha256, source, source_token_id, created_at,
+          created_from, revoked_at, revoked_by)
+        VALUES (@id, @worker_id, @pool, @secret_sha256, @source, @source_token_id, @created_at,
+          @created_from, @revoked_at, @revoked_by)`),
     };
     this.authCache = new AuthReadCache({ readEpoch: () => this.statements.authEpoch.get() as number });
   }
@@ -563,8 +657,14 @@ export class SqliteFleetStore implements FleetStore {
       )
       .all() as FleetGroup[];
     const workers = (
-      this.db.prepare('SELECT * FROM workers ORDER BY last_seen_at DESC, id LIMIT ?').all(query.workerLimit) as WorkerRow[]
-    ).map(workerFromRow);
+      this.db
+        .prepare(
+          `SELECT w.*, c.created_at AS credential_created_at FROM workers w
+           LEFT JOIN worker_credentials c ON c.worker_id = w.id AND c.revoked_at IS NULL
+           ORDER BY w.last_seen_at DESC, w.id LIMIT ?`,
+        )
+        .all(query.workerLimit) as Array<WorkerRow & { credential_created_at: string | null }>
+    ).map((row) => ({ ...workerFromRow(row), credential_created_at: row.credential_created_at }));
     const recentFailures = this.db
       .prepare(
         `SELECT worker_id, pool, event, channel, platform, from_version, to_version, reason,
@@ -630,6 +730,90 @@ export class SqliteFleetStore implements FleetStore {
 
   async listTokens(): Promise<TokenRecord[]> {
     return (this.db.prepare('SELECT * FROM tokens ORDER BY created_at, id').all() as TokenRow[]).map(tokenFromRow);
+  }
+
+  createEnrollmentToken(token: EnrollmentTokenRecord): Promise<void> {
+    return this.batcher.write(() =>
+      this.db
+        .prepare(
+          `INSERT INTO enrollment_tokens (id, pool, secret_sha256, label, max_uses, uses, expires_at, created_at, created_by, revoked_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          token.id,
+          token.pool,
+          token.secretSha256,
+          token.label,
+          token.maxUses,
+          token.uses,
+          token.expiresAt?.toISOString() ?? null,
+          token.createdAt.toISOString(),
+          token.createdBy,
+          token.revokedAt?.toISOString() ?? null,
+        ),
+    );
+  }
+
+  async findEnrollmentToken(id: string): Promise<EnrollmentTokenRecord | null> {
+    const row = this.statements.findEnrollmentToken.get(id) as EnrollmentTokenRow | undefined;
+    return row ? enrollmentTokenFromRow(row) : null;
+  }
+
+  async revokeEnrollmentToken(id: string, at: Date): Promise<boolean> {
+    return this.writeReturning(
+      () => this.db.prepare('UPDATE enrollment_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at.toISOString(), id).changes > 0,
+    );
+  }
+
+  async listEnrollmentTokens(): Promise<EnrollmentTokenRecord[]> {
+    return (this.db.prepare('SELECT * FROM enrollment_tokens ORDER BY created_at, id').all() as EnrollmentTokenRow[]).map(enrollmentTokenFromRow);
+  }
+
+  async enrollWorker(credential: CredentialRecord): Promise<EnrollOutcome> {
+    // No throw inside: the batcher retries a failed batch's writes one by one, and an outcome
+    // is an answer, not a failure.
+    return this.writeReturning((): EnrollOutcome => {
+      const tokenRow = this.statements.findEnrollmentToken.get(credential.sourceTokenId) as EnrollmentTokenRow | undefined;
+      if (!tokenRow) return { kind: 'refused', code: 'invalid_enrollment_token' };
+      const refusal = enrollmentRefusal(enrollmentTokenFromRow(tokenRow), credential.createdAt);
+      if (refusal !== null) return { kind: 'refused', code: refusal };
+      const live = this.statements.liveCredentialOf.get(credential.workerId) as CredentialRow | undefined;
+      if (live) return { kind: 'already_enrolled', existing: credentialFromRow(live) };
+      const spent = this.statements.spendEnrollmentUse.run({ id: credential.sourceTokenId, at: credential.createdAt.toISOString() }).changes > 0;
+      if (!spent) return { kind: 'refused', code: 'enrollment_token_used_up' };
+      this.authCache.clear();
+      this.statements.insertCredential.run(credentialRow(credential));
+      return { kind: 'enrolled' };
+    });
+  }
+
+  async claimCredential(credential: CredentialRecord): Promise<{ claimed: true } | { claimed: false; existing: CredentialRecord }> {
+    return this.writeReturning(() => {
+      const existing = this.statements.newestCredentialOf.get(credential.workerId) as CredentialRow | undefined;
+      if (existing) return { claimed: false as const, existing: credentialFromRow(existing) };
+      this.authCache.clear();
+      this.statements.insertCredential.run(credentialRow(credential));
+      return { claimed: true as const };
+    });
+  }
+
+  async findCredential(id: string): Promise<CredentialRecord | null> {
+    return this.authCache.credential(id, (key) => {
+      const row = this.statements.findCredential.get(key) as CredentialRow | undefined;
+      return row ? credentialFromRow(row) : null;
+    });
+  }
+
+  async revokeWorkerCredential(workerId: string, change: { at: Date; by: string }): Promise<CredentialRecord | null> {
+    return this.writeReturning(() => {
+      const live = this.statements.liveCredentialOf.get(workerId) as CredentialRow | undefined;
+      if (!live) return null;
+      this.authCache.clear();
+      this.db
+        .prepare('UPDATE worker_credentials SET revoked_at = ?, revoked_by = ? WHERE id = ?')
+        .run(change.at.toISOString(), change.by, live.id);
+      return credentialFromRow({ ...live, revoked_at: change.at.toISOString(), revoked_by: change.by });
+    });
   }
 
   async close(): Promise<void> {

@@ -19,7 +19,8 @@ export const accessLogPlugin = fp(
         route: request.routeOptions.url ?? null,
         status: reply.statusCode,
         duration_ms: Math.round(reply.elapsedTime * 100) / 100,
-        token_id: request.auth?.tokenId,
+        token_id: request.auth?.kind === 'token' ? request.auth.tokenId : undefined,
+        credential_id: request.auth?.kind === 'credential' ? request.auth.tokenId : undefined,
       };
       if (request.logFields !== null) Object.assign(line, request.logFields);
       if (reply.statusCode >= 500) request.log.error(line, 'request failed');

@@ -30,6 +30,10 @@ export class ServerMetrics {
   private readonly rollbacks: Counter<'channel' | 'to_version' | 'reason'>;
   private readonly versionLabels = new Set<string>();
   readonly rolloutHalts: Counter<'channel' | 'trigger'>;
+  readonly workerIdMismatches: Counter<'route'>;
+  readonly enrollments: Counter<'route' | 'result'>;
+  private readonly poolTokenRequests: Counter<'pool'>;
+  private readonly poolTokenSeries = new Map<string, { inc(): void }>();
 
   constructor(fleet: FleetStore, workersSeenSince: () => Date, rollouts: { statuses(): Promise<RolloutStatus[]>; threshold: number }) {
     const registers = [this.registry];
@@ -69,6 +73,24 @@ export class ServerMetrics {
       name: 'bytebiota_rollout_halts_total',
       help: 'Rollouts halted, by channel and trigger (automatic or operator)',
       labelNames: ['channel', 'trigger'],
+      registers,
+    });
+    this.workerIdMismatches = new Counter({
+      name: 'bytebiota_worker_id_mismatch_total',
+      help: "Requests refused because a worker credential named another worker's id, by route",
+      labelNames: ['route'],
+      registers,
+    });
+    this.poolTokenRequests = new Counter({
+      name: 'bytebiota_pool_token_requests_total',
+      help: "Worker requests authenticated by a pool's shared worker token (deprecated) rather than a worker credential, by pool",
+      labelNames: ['pool'],
+      registers,
+    });
+    this.enrollments = new Counter({
+      name: 'bytebiota_worker_enrollments_total',
+      help: 'Enrollments and claims of worker credentials, by route (enroll, claim) and result (issued, or the refusal code)',
+      labelNames: ['route', 'result'],
       registers,
     });
     // Read from the fleet store on scrape, like the fleet gauge: each replica exports the same
@@ -155,6 +177,16 @@ export class ServerMetrics {
         this.rollbacks.inc({ ...labels, reason });
         break;
     }
+  }
+
+  /** One request on a worker route with a pool token; the series is looked up once per pool. */
+  countPoolTokenRequest(pool: string): void {
+    let series = this.poolTokenSeries.get(pool);
+    if (series === undefined) {
+      series = this.poolTokenRequests.labels({ pool });
+      this.poolTokenSeries.set(pool, series);
+    }
+    series.inc();
   }
 
   private versionLabel(version: string): string {

@@ -7,7 +7,7 @@ import { HttpError } from '../http-error.js';
 import { ifNoneMatchMatches } from '../http-conditional.js';
 import { addLogFields } from '../plugins/access-log.js';
 import { admitsEveryone } from '../rollout/plan.js';
-import { workerPool } from '../plugins/auth.js';
+import { workerPoolFor } from '../plugins/auth.js';
 import { Binary, bearerSecurity, errorResponses, NotModified } from './schemas.js';
 
 const LatestQuery = Type.Object({
@@ -42,7 +42,7 @@ export const manifestRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { channel, platform, worker_id: workerId, current_version: currentVersion } = request.query;
-      const pool = workerPool(request);
+      const pool = workerPoolFor(request, workerId);
       const force = request.headers[FORCE_UPDATE_HEADER] === '1';
       const autoUpdate = (await app.fleet.getPoolPolicy(pool))?.auto_update ?? false;
       addLogFields(request, {

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { UpdateReport } from '../../protocol/messages.js';
 import { addLogFields } from '../plugins/access-log.js';
-import { workerPool } from '../plugins/auth.js';
+import { workerPoolFor } from '../plugins/auth.js';
 import { Accepted, bearerSecurity, errorResponses } from './schemas.js';
 
 /**
@@ -24,7 +24,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const report = request.body;
-      const pool = workerPool(request);
+      const pool = workerPoolFor(request, report.worker_id);
       addLogFields(request, {
         event: 'update_report',
         update_event: report.event,

@@ -1,25 +1,17 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyRequest } from 'fastify';
 import { Channel } from '../../protocol/manifest.js';
 import { WorkerId } from '../../protocol/messages.js';
 import { isCodedError } from '../../shared/errors.js';
 import { HttpError } from '../http-error.js';
 import { addLogFields } from '../plugins/access-log.js';
-import { requireAuth } from '../plugins/auth.js';
+import { actor } from '../plugins/auth.js';
 import { ROLLOUT_ACTIONS, RolloutPlanSchema } from '../../protocol/rollouts.js';
 import { validatePlan } from '../rollout/plan.js';
 import { RolloutError } from '../rollout/rollout-service.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
 
 const RolloutStatusResponse = Type.Unknown({ description: 'a rollout: release, state, waves with counts, failure rate (docs/runbooks/rollout.md)' });
-
-/** Who did it, for the audit line: the token id and its label (the person or system it belongs to). */
-async function actor(app: { fleet: { findToken(id: string): Promise<{ label: string | null } | null> } }, request: FastifyRequest) {
-  const auth = requireAuth(request);
-  const token = await app.fleet.findToken(auth.tokenId);
-  return { tokenId: auth.tokenId, label: token?.label ?? null };
-}
 
 function asHttpError(err: unknown): never {
   if (err instanceof RolloutError) throw new HttpError(err.code === 'no_rollout' ? 404 : 409, err.code, err.message);

@@ -3,7 +3,7 @@ import { HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse,
 import { REASON_CODES } from '../../protocol/reason-codes.js';
 import { HttpError } from '../http-error.js';
 import { addLogFields } from '../plugins/access-log.js';
-import { workerPool } from '../plugins/auth.js';
+import { workerPoolFor } from '../plugins/auth.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
 
 /** What this server takes from workers beyond the first protocol (a worker sends nothing else). */
@@ -52,7 +52,7 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const body = request.body;
-      const pool = workerPool(request);
+      const pool = workerPoolFor(request, body.worker_id);
       const now = app.clock.now();
       await app.fleet.registerWorker({
         workerId: body.worker_id,
@@ -101,7 +101,7 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const body = request.body;
-      const pool = workerPool(request);
+      const pool = workerPoolFor(request, body.worker_id);
       const recorded = await app.fleet.recordHeartbeat({
         workerId: body.worker_id,
         pool,
