@@ -34,12 +34,17 @@ export interface ServeConfig {
   rolloutHaltWindowSeconds: number;
   /** JSON POST on every halt; optional. */
   rolloutWebhookUrl: string | undefined;
+  /** Worker routes take worker credentials only: a pool token gets 401 `pool_token_refused`. */
+  refusePoolTokens: boolean;
+  /** Enrollments allowed per client address in each rate-limit window. */
+  enrollRateLimitMax: number;
 }
 
 export const DB_SYNC_MODES = ['full', 'normal'] as const;
 export type DbSync = (typeof DB_SYNC_MODES)[number];
 
-type Kind = 'string' | 'list' | { min: number; max: number };
+/** `flag`: a switch, `--name` alone on the command line; true/false (or 1/0) in the environment and the file. */
+type Kind = 'string' | 'list' | 'flag' | { min: number; max: number };
 
 interface Setting {
   /** Key in ServeConfig. */
@@ -50,7 +55,7 @@ interface Setting {
   /** Key in the JSON config file. */
   fileKey: string;
   kind: Kind;
-  default?: string | number | string[];
+  default?: string | number | boolean | string[];
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -146,17 +151,40 @@ export const SETTINGS: readonly Setting[] = [
     default: 3600,
   },
   { field: 'rolloutWebhookUrl', flag: 'rollout-webhook', env: 'BYTEBIOTA_ROLLOUT_WEBHOOK', fileKey: 'rollout_webhook', kind: 'string' },
+  {
+    field: 'refusePoolTokens',
+    flag: 'refuse-pool-tokens',
+    env: 'BYTEBIOTA_REFUSE_POOL_TOKENS',
+    fileKey: 'refuse_pool_tokens',
+    kind: 'flag',
+    default: false,
+  },
+  {
+    field: 'enrollRateLimitMax',
+    flag: 'enroll-rate-limit-max',
+    env: 'BYTEBIOTA_ENROLL_RATE_LIMIT_MAX',
+    fileKey: 'enroll_rate_limit_max',
+    kind: { min: 1, max: 1_000_000 },
+    default: 10,
+  },
 ];
 
 /** Values as commander parsed them: strings, or string arrays for repeatable flags. */
-export type FlagValues = Record<string, string | string[] | undefined>;
+export type FlagValues = Record<string, string | string[] | boolean | undefined>;
 
 function camel(flag: string): string {
   return flag.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
 }
 
-function convert(setting: Setting, raw: unknown, source: string): string | number | string[] {
+const FLAG_WORDS: Record<string, boolean> = { true: true, '1': true, false: false, '0': false };
+
+function convert(setting: Setting, raw: unknown, source: string): string | number | boolean | string[] {
   const where = source;
+  if (setting.kind === 'flag') {
+    const value = typeof raw === 'boolean' ? raw : typeof raw === 'string' ? FLAG_WORDS[raw.trim().toLowerCase()] : undefined;
+    if (value === undefined) throw new UsageError(`${where}: expected true or false, got ${JSON.stringify(raw)}`);
+    return value;
+  }
   if (setting.kind === 'list') {
     const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null;
     if (!items || !items.every((item) => typeof item === 'string')) {

@@ -57,6 +57,62 @@ describe('bytebiota-server command line', () => {
     assert.equal(code, 0);
   });
 
+  test('enrollment tokens: create with --role enroll, list, enroll a worker against a server with --refuse-pool-tokens, revoke', async () => {
+    const enrollDb = join(dir, 'enroll.sqlite');
+    const created = await runServerCommand(['token', 'create', '--db', enrollDb, '--role', 'enroll', '--pool', 'rack7', '--expires-in', '7d', '--max-uses', '2', '--label', 'rack 7']);
+    assert.equal(created.code, 0, created.stderr);
+    const enrollmentToken = created.stdout.trim().split('\n').at(-1)!;
+    assert.match(enrollmentToken, /^bbe_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
+    const poolToken = await createTokenWithCli(enrollDb, 'worker', 'rack7');
+
+    const list = await runServerCommand(['token', 'list', '--db', enrollDb, '--json']);
+    const rows = list.stdout.trim().split('\n').map((line) => JSON.parse(line) as { id: string; role: string; pool: string; max_uses: number | null; uses: number; expires_at: string | null });
+    const row = rows.find((r) => r.role === 'enroll');
+    assert.deepEqual({ pool: row?.pool, max_uses: row?.max_uses, uses: row?.uses }, { pool: 'rack7', max_uses: 2, uses: 0 });
+    const expiresInMs = new Date(row!.expires_at!).getTime() - Date.now();
+    assert.ok(expiresInMs > 6.9 * 86_400_000 && expiresInMs <= 7 * 86_400_000, String(row?.expires_at));
+    assert.equal(list.stdout.includes(enrollmentToken.split('_')[2]!), false, 'no secret in the listing');
+
+    const server = await startServerProcess(['--store', storeDir, '--db', enrollDb, '--release-key', key.publicKeyBase64, '--refuse-pool-tokens']);
+    running.push(server);
+    const post = (path: string, body: unknown, bearer?: string) =>
+      fetch(`${server.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+        body: JSON.stringify(body),
+      });
+    const registration = { worker_id: 'w-rack7', current_version: '1.0.0', platform: 'linux-x64', channel: 'stable' };
+    const refused = await post('/api/workers/register', registration, poolToken);
+    assert.equal(refused.status, 401);
+    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'pool_token_refused');
+    const enrolled = await post('/api/workers/enroll', { enrollment_token: enrollmentToken, worker_id: 'w-rack7' });
+    assert.equal(enrolled.status, 200);
+    const { credential } = (await enrolled.json()) as { credential: string };
+    assert.equal((await post('/api/workers/register', registration, credential)).status, 200);
+
+    const revoke = await runServerCommand(['token', 'revoke', '--db', enrollDb, row!.id]);
+    assert.equal(revoke.code, 0, revoke.stderr);
+    assert.match(revoke.stdout, /revoked enrollment token/);
+    const afterRevoke = await post('/api/workers/enroll', { enrollment_token: enrollmentToken, worker_id: 'w-other' });
+    assert.equal(((await afterRevoke.json()) as { error: { code: string } }).error.code, 'enrollment_token_revoked');
+    const text = JSON.stringify(server.lines);
+    assert.equal(text.includes(enrollmentToken), false);
+    assert.equal(text.includes(credential), false);
+    server.child.kill('SIGINT');
+    await server.exited;
+
+    for (const [name, args, stderr] of [
+      ['enroll without pool', ['--role', 'enroll'], /--pool/],
+      ['zero uses', ['--role', 'enroll', '--pool', 'p', '--max-uses', '0'], /--max-uses/],
+      ['bad duration', ['--role', 'enroll', '--pool', 'p', '--expires-in', '7 days'], /duration/],
+      ['limits on a worker token', ['--role', 'worker', '--pool', 'p', '--max-uses', '3'], /--role enroll/],
+    ] as Array<[string, string[], RegExp]>) {
+      const result = await runServerCommand(['token', 'create', '--db', enrollDb, ...args]);
+      assert.equal(result.code, 2, name);
+      assert.match(result.stderr, stderr, name);
+    }
+  });
+
   test('bad commands and configuration exit 2 with a message', async () => {
     const configFile = join(dir, 'server.json');
     await writeFile(configFile, JSON.stringify({ store: storeDir, db, release_keys: [key.publicKeyBase64], port: 'x' }));

@@ -65,6 +65,24 @@ describe('serve configuration', () => {
     }
   });
 
+  test('refuse-pool-tokens: off by default; a bare flag, true/false/1/0 in the environment, a boolean in the file', async () => {
+    const required = { store: 's', db: 'd', releaseKey: [key.publicKeyBase64] };
+    assert.equal((await resolveServeConfig(required, {})).refusePoolTokens, false);
+    assert.equal((await resolveServeConfig({ ...required, refusePoolTokens: true }, {})).refusePoolTokens, true);
+    assert.equal((await resolveServeConfig(required, { BYTEBIOTA_REFUSE_POOL_TOKENS: '1' })).refusePoolTokens, true);
+    assert.equal((await resolveServeConfig(required, { BYTEBIOTA_REFUSE_POOL_TOKENS: 'false' })).refusePoolTokens, false);
+    const file = join(dir, 'refuse.json');
+    await writeFile(file, JSON.stringify({ refuse_pool_tokens: true, enroll_rate_limit_max: 50 }));
+    const fromFile = await resolveServeConfig({ ...required, config: file }, {});
+    assert.equal(fromFile.refusePoolTokens, true);
+    assert.equal(fromFile.enrollRateLimitMax, 50);
+    assert.equal((await resolveServeConfig(required, {})).enrollRateLimitMax, 10);
+    await assert.rejects(
+      resolveServeConfig(required, { BYTEBIOTA_REFUSE_POOL_TOKENS: 'yes please' }),
+      (err: unknown) => err instanceof UsageError && /BYTEBIOTA_REFUSE_POOL_TOKENS.*true or false/.test(err.message),
+    );
+  });
+
   test('release keys: base64, a .pub file, a PEM file; bad keys and impossible thresholds are refused', async () => {
     const pubFile = join(dir, 'release.pub');
     await writeFile(pubFile, `${key.publicKeyBase64}\n`);

@@ -19,12 +19,12 @@ export function buildProgram(env: Record<string, string | undefined>, print: (li
     .description('run the server (the default command)')
     .option('--config <file>', 'JSON config file (env BYTEBIOTA_CONFIG)');
   for (const setting of SETTINGS) {
-    const label = `--${setting.flag} <value>`;
+    const label = setting.kind === 'flag' ? `--${setting.flag}` : `--${setting.flag} <value>`;
     const help = `${setting.fileKey} (env ${setting.env}${setting.default !== undefined ? `, default ${String(setting.default)}` : ''})`;
     if (setting.kind === 'list') serveCommand.option(label, `${help}; repeatable`, collect);
     else serveCommand.option(label, help);
   }
-  serveCommand.action(async (options: Record<string, string | string[] | undefined>) => {
+  serveCommand.action(async (options: Record<string, string | string[] | boolean | undefined>) => {
     await serve(options, env);
   });
 
@@ -33,19 +33,21 @@ export function buildProgram(env: Record<string, string | undefined>, print: (li
     .command('create')
     .description('create a token; prints it as the last line')
     .option('--db <db>', 'SQLite file (env BYTEBIOTA_DB)')
-    .option('--role <role>', 'worker or admin')
-    .option('--pool <pool>', 'the worker pool of a worker token')
+    .option('--role <role>', 'worker, admin, or enroll (an enrollment token: a worker spends it for its own credential)')
+    .option('--pool <pool>', 'the worker pool of a worker or enrollment token')
     .option('--label <text>', 'a note for `token list`')
+    .option('--expires-in <duration>', 'enrollment tokens: valid for this long (30d, 12h, 90m); default no expiry')
+    .option('--max-uses <n>', 'enrollment tokens: workers it can enroll; default no limit')
     .action(async (options: Parameters<typeof createTokenCommand>[0]) => createTokenCommand(options, env, print));
   token
     .command('revoke')
-    .description('revoke a token by its id')
+    .description('revoke a token or enrollment token by its id')
     .argument('<token-id>')
     .option('--db <db>', 'SQLite file (env BYTEBIOTA_DB)')
     .action(async (id: string, options: Parameters<typeof revokeTokenCommand>[1]) => revokeTokenCommand(id, options, env, print));
   token
     .command('list')
-    .description('list tokens (ids, roles, pools; never secrets)')
+    .description('list tokens and enrollment tokens (ids, roles, pools, uses; never secrets)')
     .option('--db <db>', 'SQLite file (env BYTEBIOTA_DB)')
     .option('--json', 'one JSON object per line')
     .action(async (options: Parameters<typeof listTokensCommand>[0]) => listTokensCommand(options, env, print));

@@ -59,6 +59,8 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
       rateLimit: { max: config.rateLimitMax, windowSeconds: config.rateLimitWindowSeconds },
       metricsToken: config.metricsToken,
       bodyLimitBytes: config.bodyLimitBytes,
+      refusePoolTokens: config.refusePoolTokens,
+      enrollRateLimit: { max: config.enrollRateLimitMax, windowSeconds: config.rateLimitWindowSeconds },
       rollouts: {
         defaultPlan: config.defaultRolloutPlan,
         evalIntervalSeconds: config.rolloutEvalIntervalSeconds,
@@ -113,6 +115,8 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
         rollout_halt_min_sample: config.rolloutHaltMinSample,
         rollout_halt_window_s: config.rolloutHaltWindowSeconds,
         rollout_webhook: config.rolloutWebhookUrl ? new URL(config.rolloutWebhookUrl).origin : null,
+        refuse_pool_tokens: config.refusePoolTokens,
+        enroll_rate_limit_max: config.enrollRateLimitMax,
       },
       `listening on ${url}`,
     );

@@ -172,6 +172,21 @@ export function enrollmentRefusal(token: EnrollmentTokenRecord, now: Date): Enro
   return null;
 }
 
+/** An enrollment token as the admin API and `token list` show it: never its secret, which is not stored. */
+export function enrollmentTokenView(token: EnrollmentTokenRecord) {
+  return {
+    id: token.id,
+    pool: token.pool,
+    label: token.label,
+    max_uses: token.maxUses,
+    uses: token.uses,
+    expires_at: token.expiresAt?.toISOString() ?? null,
+    created_at: token.createdAt.toISOString(),
+    created_by: token.createdBy,
+    revoked_at: token.revokedAt?.toISOString() ?? null,
+  };
+}
+
 export type EnrollOutcome =
   | { kind: 'enrolled' }
   | { kind: 'refused'; code: EnrollmentRefusal }

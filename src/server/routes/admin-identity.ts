@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { PoolName, WorkerId } from '../../protocol/messages.js';
-import type { EnrollmentTokenRecord } from '../fleet/fleet-store.js';
+import { enrollmentTokenView, type EnrollmentTokenRecord } from '../fleet/fleet-store.js';
 import { HttpError } from '../http-error.js';
 import { addLogFields } from '../plugins/access-log.js';
 import { actor } from '../plugins/auth.js';
@@ -22,21 +22,6 @@ const EnrollmentTokenView = Type.Object({
   created_by: Type.Union([Type.String(), Type.Null()]),
   revoked_at: Type.Union([Type.String(), Type.Null()]),
 });
-
-/** An enrollment token as the admin API and `token list` show it: never its secret, which is not stored. */
-export function enrollmentTokenView(token: EnrollmentTokenRecord) {
-  return {
-    id: token.id,
-    pool: token.pool,
-    label: token.label,
-    max_uses: token.maxUses,
-    uses: token.uses,
-    expires_at: token.expiresAt?.toISOString() ?? null,
-    created_at: token.createdAt.toISOString(),
-    created_by: token.createdBy,
-    revoked_at: token.revokedAt?.toISOString() ?? null,
-  };
-}
 
 /**
  * The operator's side of worker identity (docs/protocol.md, section 3): enrollment tokens
