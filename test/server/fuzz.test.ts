@@ -64,9 +64,15 @@ function queryArbitrary(valid: Record<string, string>) {
 
 describe(`fuzzing every route (fast-check seed ${seed}, ${NUM_RUNS} runs each)`, () => {
   let server: TestServer;
+  let enrollmentToken: string;
+  /** Worker `w`'s own credential (pool canary): worker routes are fuzzed with it as well as with the pool token. */
+  let credential: string;
   before(async () => {
     console.log(`fuzz seed: ${seed} (replay with FUZZ_SEED=${seed})`);
-    server = await startTestServer({ rateLimit: { max: 1_000_000, windowSeconds: 60 } });
+    server = await startTestServer({ rateLimit: { max: 1_000_000, windowSeconds: 60 }, enrollRateLimit: { max: 1_000_000, windowSeconds: 60 } });
+    enrollmentToken = (await server.addEnrollmentToken('canary')).token;
+    const enrolled = await server.app.inject({ method: 'POST', url: '/api/workers/enroll', payload: { enrollment_token: enrollmentToken, worker_id: 'w' } });
+    credential = enrolled.json<{ credential: string }>().credential;
     await publishRelease(server.storeDir, releaseFor({ serial: 1 }), [server.key]);
     await writeArtifact(server.storeDir, '1.4.0', 'bytebiota-worker-1.4.0-linux-x64', Buffer.alloc(2048, 7));
   });
@@ -76,6 +82,7 @@ describe(`fuzzing every route (fast-check seed ${seed}, ${NUM_RUNS} runs each)`,
     const good = role === 'worker' ? server.tokens.canary : server.tokens.admin;
     return fc.oneof(
       { weight: 6, arbitrary: fc.constant(`Bearer ${good}`) },
+      { weight: role === 'worker' ? 3 : 1, arbitrary: fc.constant(`Bearer ${credential}`) },
       { weight: 1, arbitrary: printable },
       { weight: 1, arbitrary: printable.map((text) => `Bearer ${text}`) },
       { weight: 1, arbitrary: fc.constant(`Bearer ${role === 'worker' ? server.tokens.admin : server.tokens.canary}`) },
@@ -159,6 +166,30 @@ describe(`fuzzing every route (fast-check seed ${seed}, ${NUM_RUNS} runs each)`,
     'admin',
     { auto_update: true },
   );
+
+  // Worker identity: enrollment (no bearer), the claim, and the admin routes for enrollment tokens and revocation.
+  test('POST enroll', async () => {
+    const valid = { enrollment_token: enrollmentToken, worker_id: 'w-enroll', platform: 'linux-x64', channel: 'stable' };
+    await fc.assert(
+      fc.asyncProperty(headers('worker'), bodyArbitrary(valid), async (h, payload) => {
+        await assertNever5xx({ method: 'POST', url: '/api/workers/enroll', payload, headers: h });
+      }),
+      { numRuns: NUM_RUNS, seed },
+    );
+  });
+  fuzzBody('POST', fc.constant('/api/workers/claim'), 'worker', { worker_id: 'w' });
+  fuzzBody('POST', fc.constant('/api/admin/enrollment-tokens'), 'admin', { pool: 'canary', expires_in_s: 3600, max_uses: 5, label: 'fuzz' });
+  fuzzGet('enrollment tokens', '/api/admin/enrollment-tokens', 'admin', {});
+  test('POST revoke routes with random ids', async () => {
+    const segment = fc.oneof(printable.map((text) => encodeURIComponent(text)), fc.constantFrom('w', 'w-enroll', '0123456789abcdef', '..', '%00'));
+    const route = fc.constantFrom('/api/admin/workers/{}/revoke', '/api/admin/enrollment-tokens/{}/revoke');
+    await fc.assert(
+      fc.asyncProperty(headers('admin'), route, segment, async (h, template, id) => {
+        await assertNever5xx({ method: 'POST', url: template.replace('{}', id), headers: h });
+      }),
+      { numRuns: NUM_RUNS, seed },
+    );
+  });
 
   test('the server is still up after all of it', async () => {
     const res = await server.app.inject({ url: '/healthz' });
