@@ -91,4 +91,45 @@ describe('SQLite fleet store', () => {
       await store.close();
     }
   });
+
+  test('migration 5 on a version-4 database keeps its rows; credentials: one live per worker id, revocations seen across connections', async () => {
+    const path = join(dir, 'identity.sqlite');
+    const old = new Database(path);
+    migrate(old, MIGRATIONS.filter((m) => m.version <= 4));
+    old.prepare("INSERT INTO workers (id, pool, version, state, registered_at, last_seen_at) VALUES ('w-1', 'canary', '1.0.0', 'working', 'x', 'x')").run();
+    old.close();
+
+    const store = new SqliteFleetStore(path);
+    const other = new Database(path);
+    try {
+      assert.equal((await store.getWorker('w-1'))?.pool, 'canary');
+      const at = new Date('2026-11-20T12:00:00Z');
+      await store.createEnrollmentToken({ id: 'eeeeeeeeeeeeeeee', pool: 'canary', secretSha256: Buffer.alloc(32, 2), label: null, maxUses: 5, uses: 0, expiresAt: null, createdAt: at, createdBy: null, revokedAt: null });
+      const credential = (id: string) => ({ id, workerId: 'w-1', pool: 'canary', secretSha256: Buffer.alloc(32, 3), source: 'enroll' as const, sourceTokenId: 'eeeeeeeeeeeeeeee', createdAt: at, createdFrom: null, revokedAt: null, revokedBy: null });
+      assert.deepEqual(await store.enrollWorker(credential('1111111111111111')), { kind: 'enrolled' });
+      const second = await store.enrollWorker(credential('2222222222222222'));
+      assert.equal(second.kind, 'already_enrolled');
+      assert.equal((await store.findEnrollmentToken('eeeeeeeeeeeeeeee'))?.uses, 1, 'a refused enrollment spends no use');
+      // Whatever process writes, the index allows one live credential per worker id.
+      assert.throws(
+        () =>
+          other
+            .prepare("INSERT INTO worker_credentials (id, worker_id, pool, secret_sha256, source, source_token_id, created_at) VALUES ('3333333333333333', 'w-1', 'canary', x'00', 'claim', 't', 'x')")
+            .run(),
+        /UNIQUE constraint/,
+      );
+
+      assert.equal((await store.findCredential('1111111111111111'))?.revokedAt, null);
+      other.prepare("UPDATE worker_credentials SET revoked_at = 'x', revoked_by = 'cli' WHERE id = '1111111111111111'").run();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.equal((await store.findCredential('1111111111111111'))?.revokedBy, 'cli', 'the auth cache saw the other connection revoke it');
+      assert.equal(await store.revokeWorkerCredential('w-1', { at, by: 'admin' }), null);
+      // Revoked, the id may enroll again; a claim never comes after any credential.
+      assert.deepEqual(await store.enrollWorker(credential('4444444444444444')), { kind: 'enrolled' });
+      assert.equal((await store.claimCredential({ ...credential('5555555555555555'), source: 'claim' })).claimed, false);
+    } finally {
+      other.close();
+      await store.close();
+    }
+  });
 });

@@ -77,12 +77,7 @@ describe('worker identity: enrollment, credentials, revocation', () => {
     enrollment = await server.addEnrollmentToken('canary');
     secretsSeen.push(enrollment.token, server.tokens.canary, server.tokens.admin);
   });
-  after(async () => {
-    // No secret ever reaches the logs: not a credential, not an enrollment token, not a bearer token.
-    const text = server.logs().map((line) => JSON.stringify(line)).join('\n');
-    for (const secret of secretsSeen) assert.ok(!text.includes(secret), `a secret was logged: ${secret.slice(0, 20)}...`);
-    await server.close();
-  });
+  after(async () => server.close());
 
   test('enroll: a credential for the worker id it sent, in the token pool; it works on every worker route', async () => {
     const res = await enroll(server, enrollment.token, 'w-enrolled', { platform: 'linux-x64', channel: 'stable' });
@@ -262,6 +257,17 @@ describe('worker identity: enrollment, credentials, revocation', () => {
     assert.equal(byWorker.statusCode, 403);
     const missing = await server.app.inject({ method: 'POST', url: '/api/admin/enrollment-tokens/0123456789abcdef/revoke', headers: bearer(server.tokens.admin) });
     assert.equal(errorCode(missing), 'no_enrollment_token');
+  });
+
+  test('no secret appears in the logs; a credential request is logged by its credential id', async () => {
+    // Run last: every credential and enrollment token the tests above were given, searched for whole.
+    const lines = server.logs();
+    const text = lines.map((line) => JSON.stringify(line)).join('\n');
+    assert.ok(secretsSeen.length > 10);
+    for (const secret of secretsSeen) assert.ok(!text.includes(secret), `a secret was logged: ${secret.slice(0, 20)}...`);
+    const heartbeatLine = lines.find((l) => l['event'] === 'worker_heartbeat' && l['worker_id'] === 'w-fine');
+    assert.match(String(heartbeatLine?.['credential_id']), /^[0-9a-f]{16}$/);
+    assert.equal(heartbeatLine?.['token_id'], undefined);
   });
 });
 
