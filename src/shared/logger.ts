@@ -12,6 +12,9 @@ export const REDACTED_PATHS = [
   'password',
   'secret',
   'private_key',
+  // A worker's credential and an enrollment token, as the enroll and claim bodies and answers name them.
+  'credential',
+  'enrollment_token',
   'req.headers.authorization',
   'req.headers.cookie',
   'headers.authorization',
@@ -20,6 +23,8 @@ export const REDACTED_PATHS = [
   '*.token',
   '*.password',
   '*.private_key',
+  '*.credential',
+  '*.enrollment_token',
 ];
 
 export const REDACTION_CENSOR = '[redacted]';

@@ -27,6 +27,7 @@ describe('logger', () => {
     { deep: { deeper: { token: 'two levels down is not a listed path' } } },
     { list: [{ token: 'inside an array' }], token_id: 'abc' },
     { event: 'http_request', method: 'GET', status: 200, token: undefined },
+    { body: { enrollment_token: 'bbe_x', worker_id: 'w' }, credential: 'bbw_x', credential_id: 'abc' },
   ];
 
   test('redactSecrets censors exactly what pino redact with REDACTED_PATHS censors', () => {
