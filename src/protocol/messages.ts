@@ -80,6 +80,11 @@ export type CredentialResponse = Static<typeof CredentialResponse>;
 export const ServerAccepts = Type.Object({
   report_fields: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 }),
   reasons: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 256 }),
+  /**
+   * The worker-identity routes the server takes (`enroll`, `claim`, `rotate`); absent from
+   * servers before rotation, which a worker then neither claims from nor rotates with.
+   */
+  identity: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 })),
 });
 export type ServerAccepts = Static<typeof ServerAccepts>;
 
@@ -92,6 +97,8 @@ export const RegisterResponse = Type.Object({
   heartbeat_interval_s: Type.Integer({ minimum: 1 }),
   server_time: Type.String(),
   accepts: Type.Optional(ServerAccepts),
+  /** Sent only to a worker that authenticated with a credential due for rotation (age or an admin's request). */
+  rotate_credential: Type.Optional(Type.Boolean()),
 });
 export type RegisterResponse = Static<typeof RegisterResponse>;
 
@@ -142,6 +149,8 @@ export const HeartbeatResponse = Type.Object({
   heartbeat_interval_s: Type.Integer({ minimum: 1 }),
   recommended_version: Type.Optional(Type.Union([Version, Type.Null()])),
   accepts: Type.Optional(ServerAccepts),
+  /** As in the register response. */
+  rotate_credential: Type.Optional(Type.Boolean()),
 });
 export type HeartbeatResponse = Static<typeof HeartbeatResponse>;
 

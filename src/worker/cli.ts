@@ -14,6 +14,7 @@ import { resetUnusableState } from './install/state-reset.js';
 import { EXIT_CODES } from './runtime/policy.js';
 import { processSupervisorChannel, runWorker } from './runtime/run.js';
 import { supervise } from './supervisor/supervisor.js';
+import { enrollCommand } from './runtime/enroll-command.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -36,6 +37,7 @@ function addRunOptions(command: Command): Command {
     .option('--install-root <dir>', 'install root [BYTEBIOTA_INSTALL_ROOT]')
     .option('--server <url>', 'update server URL [BYTEBIOTA_SERVER_URL]')
     .option('--token <token>', 'worker token [BYTEBIOTA_WORKER_TOKEN]; visible in ps when given here')
+    .option('--enrollment-token <token>', 'enroll for this worker\'s own credential at start when it has none [BYTEBIOTA_ENROLLMENT_TOKEN]; visible in ps when given here')
     .option('--channel <channel>', 'release channel [BYTEBIOTA_CHANNEL] (default stable)')
     .option('--worker-id <id>', 'worker id (default: generated once and kept in state.json)')
     .option('--trusted-key <key>', 'release public key, base64 or PEM file (repeatable) [BYTEBIOTA_TRUSTED_KEYS]', collect)
@@ -63,6 +65,7 @@ function explicitFlags(command: Command): FlagValues {
   assign('installRoot', text('installRoot'));
   assign('serverUrl', text('server'));
   assign('token', text('token'));
+  assign('enrollmentToken', text('enrollmentToken'));
   assign('channel', text('channel'));
   assign('workerId', text('workerId'));
   assign('trustedKeys', given('trustedKey') ? (opts['trustedKey'] as string[]) : undefined);
@@ -170,6 +173,23 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         `state.json moved to ${reset.movedTo}; a fresh one keeps worker id ${reset.workerId}` +
           (reset.restoredCurrent !== null ? `; current is back on the proven version ${reset.restoredCurrent}` : ''),
       );
+    });
+
+  program
+    .command('enroll')
+    .description("spend an enrollment token for this worker's own credential, stored in the install root (credential.json, mode 0600)")
+    .option('--config <file>', 'JSON config file (keys in docs/environment.md)')
+    .option('--install-root <dir>', 'install root [BYTEBIOTA_INSTALL_ROOT]')
+    .option('--server <url>', 'update server URL [BYTEBIOTA_SERVER_URL]')
+    .option('--enrollment-token <token>', 'the enrollment token [BYTEBIOTA_ENROLLMENT_TOKEN]; visible in ps when given here')
+    .option('--channel <channel>', 'release channel [BYTEBIOTA_CHANNEL] (default stable)')
+    .option('--worker-id <id>', 'worker id (default: the one in state.json, created when new)')
+    .option('--ca-file <file>', 'extra CA certificates, PEM [BYTEBIOTA_CA_FILE]')
+    .action(async (_opts: unknown, command: Command) => {
+      const config = await resolveConfig('run', { flags: explicitFlags(command), env: io.env, cwd: io.cwd, credentialExists: async () => true });
+      if (config.serverUrl === null) throw new UsageError('enroll needs a server: --server URL or BYTEBIOTA_SERVER_URL');
+      if (config.enrollmentToken === null) throw new UsageError('enroll needs an enrollment token: BYTEBIOTA_ENROLLMENT_TOKEN (preferred: not visible in ps), the config file\'s "enrollment_token", or --enrollment-token');
+      exitCode = await enrollCommand(config, { log: log(), clock: systemClock });
     });
 
   addRunOptions(program.command('run').description('run the worker (normally started by supervise)')).action(

@@ -1,10 +1,12 @@
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { CHANNEL_PATTERN } from '../protocol/manifest.js';
 import { KeyFormatError, type PublicKey } from '../trust/keys.js';
 import { isRawPublicKeyBase64, loadPublicKey } from '../trust/key-source.js';
 import { pickSetting, readConfigFile, type RawSetting } from '../shared/config-sources.js';
 import { UsageError } from '../shared/errors.js';
 import { MIN_KEEP_VERSIONS } from './install/install-layout.js';
+import { CREDENTIAL_FILE } from './install/credential.js';
+import { pathExists } from '../shared/path-exists.js';
 import { readFileHead } from '../shared/read-file-head.js';
 
 /**
@@ -18,6 +20,8 @@ export interface RunConfig {
   serverUrl: string | null;
   /** Never logged; passed to child processes by environment, never by argv. */
   token: string | null;
+  /** Spent once for this worker's own credential (credential.json); never logged, passed on by environment. */
+  enrollmentToken: string | null;
   channel: string;
   workerId: string | null;
   /** As given (base64 or a PEM file path), for handing on to the supervised child. */
@@ -61,6 +65,7 @@ type Setting =
   | 'installRoot'
   | 'serverUrl'
   | 'token'
+  | 'enrollmentToken'
   | 'channel'
   | 'workerId'
   | 'trustedKeys'
@@ -86,6 +91,7 @@ export const SETTINGS: Record<Setting, SettingSpec> = {
   installRoot: { flag: '--install-root', env: 'BYTEBIOTA_INSTALL_ROOT', fileKey: 'install_root' },
   serverUrl: { flag: '--server', env: 'BYTEBIOTA_SERVER_URL', fileKey: 'server_url' },
   token: { flag: '--token', env: 'BYTEBIOTA_WORKER_TOKEN', fileKey: 'token' },
+  enrollmentToken: { flag: '--enrollment-token', env: 'BYTEBIOTA_ENROLLMENT_TOKEN', fileKey: 'enrollment_token' },
   channel: { flag: '--channel', env: 'BYTEBIOTA_CHANNEL', fileKey: 'auto_update_channel' },
   workerId: { flag: '--worker-id', env: 'BYTEBIOTA_WORKER_ID', fileKey: 'worker_id' },
   trustedKeys: { flag: '--trusted-key', env: 'BYTEBIOTA_TRUSTED_KEYS', fileKey: 'trusted_keys' },
@@ -109,6 +115,7 @@ export interface FlagValues {
   installRoot?: string;
   serverUrl?: string;
   token?: string;
+  enrollmentToken?: string;
   channel?: string;
   workerId?: string;
   trustedKeys?: string[];
@@ -132,6 +139,12 @@ export interface ConfigSources {
   /** Where relative paths from flags and env resolve. */
   cwd: string;
   readFile?: (path: string) => Promise<string>;
+  /** Whether the install root holds a credential.json (a server URL then needs no token). */
+  credentialExists?: (installRoot: string) => Promise<boolean>;
+}
+
+async function defaultCredentialExists(installRoot: string): Promise<boolean> {
+  return pathExists(join(installRoot, CREDENTIAL_FILE));
 }
 
 /** One raw value and where it came from, for error messages and relative-path resolution. */
@@ -231,6 +244,7 @@ export async function resolveConfig(command: 'run' | 'supervise', sources: Confi
   const installRoot = asPath(installRootRaw);
   const serverUrl = optional('serverUrl', asServerUrl);
   const token = optional('token', asString);
+  const enrollmentToken = optional('enrollmentToken', asString);
   const channel = optional('channel', (raw) => {
     const text = asString(raw);
     if (!CHANNEL_REGEXP.test(text)) fail(raw, `a channel name matching ${CHANNEL_PATTERN}`);
@@ -267,8 +281,12 @@ export async function resolveConfig(command: 'run' | 'supervise', sources: Confi
   const forceUpdate = flags.forceUpdate === true;
   const forceStart = flags.forceStart === true;
 
-  if (serverUrl !== null && token === null) {
-    throw new UsageError(`a server URL needs a worker token: ${SETTINGS.token.env} (preferred: not visible in ps), the config file's "token", or --token`);
+  // A worker authenticates with its credential (credential.json), got with an enrollment token,
+  // or with its pool's shared token (docs/protocol.md, section 3).
+  if (serverUrl !== null && token === null && enrollmentToken === null && !(await (sources.credentialExists ?? defaultCredentialExists)(installRoot))) {
+    throw new UsageError(
+      `a server URL needs a credential (bytebiota-worker enroll), an enrollment token (${SETTINGS.enrollmentToken.env}) or a worker token (${SETTINGS.token.env}; preferred to --token: not visible in ps)`,
+    );
   }
   // Fail closed (docs/protocol.md, section 1): without trust there is nothing to check a release against.
   if (forceUpdate && trustedKeys.length === 0) {
@@ -282,6 +300,7 @@ export async function resolveConfig(command: 'run' | 'supervise', sources: Confi
     installRoot,
     serverUrl,
     token,
+    enrollmentToken,
     channel,
     workerId,
     trustedKeySources,
@@ -335,5 +354,6 @@ export function childRunInvocation(
   for (const spec of Object.values(SETTINGS)) delete env[spec.env];
   delete env[CONFIG_FILE_ENV];
   if (config.token !== null) env[SETTINGS.token.env] = config.token;
+  if (config.enrollmentToken !== null) env[SETTINGS.enrollmentToken.env] = config.enrollmentToken;
   return { args, env };
 }

@@ -89,10 +89,17 @@ describe('resolveConfig', () => {
     assert.deepEqual(fromFile.trustedKeySources, [join(dir, 'release.pem')]);
   });
 
-  test('the token from the environment; a server without one is refused', async () => {
+  test('the token from the environment; a server without a token, an enrollment token or a credential is refused', async () => {
     const config = await resolveConfig('run', sources({ installRoot: 'r', serverUrl: 'https://updates.example' }, { BYTEBIOTA_WORKER_TOKEN: 'tok' }));
     assert.equal(config.token, 'tok');
-    await assert.rejects(resolveConfig('run', sources({ installRoot: 'r', serverUrl: 'https://updates.example' })), usage(/needs a worker token/));
+    assert.equal(config.enrollmentToken, null);
+    const noCredential = { ...sources({ installRoot: 'r', serverUrl: 'https://updates.example' }), credentialExists: async () => false };
+    await assert.rejects(resolveConfig('run', noCredential), usage(/needs a credential \(bytebiota-worker enroll\), an enrollment token/));
+    const enrolling = await resolveConfig('run', { ...noCredential, env: { BYTEBIOTA_ENROLLMENT_TOKEN: 'bbe_x' } });
+    assert.equal(enrolling.enrollmentToken, 'bbe_x');
+    assert.equal(enrolling.token, null);
+    const enrolled = await resolveConfig('run', { ...noCredential, credentialExists: async () => true });
+    assert.equal(enrolled.token, null);
   });
 
   const invalid: [string, FlagValues, NodeJS.ProcessEnv, RegExp][] = [

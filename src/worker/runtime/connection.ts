@@ -1,8 +1,10 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { request, type Dispatcher } from 'undici';
 import {
+  CredentialResponse,
   HeartbeatResponse,
   RegisterResponse,
+  type EnrollRequest,
   type HeartbeatRequest,
   type RegisterRequest,
   type ServerAccepts,
@@ -31,15 +33,18 @@ export class ConnectionError extends CodedError<ConnectionErrorCode> {
   readonly status: number | null;
   /** From Retry-After on 429/503, in ms from now; null when the server did not say. */
   readonly retryAfterMs: number | null;
+  /** The server's own error code (`{"error": {"code"}}`), when it sent one. */
+  readonly serverCode: string | null;
 
   constructor(
     code: ConnectionErrorCode,
     message: string,
-    details: { status?: number; retryAfterMs?: number | null; cause?: unknown } = {},
+    details: { status?: number; retryAfterMs?: number | null; serverCode?: string | null; cause?: unknown } = {},
   ) {
     super(code, message, { cause: details.cause });
     this.status = details.status ?? null;
     this.retryAfterMs = details.retryAfterMs ?? null;
+    this.serverCode = details.serverCode ?? null;
   }
 
   get retryable(): boolean {
@@ -49,11 +54,18 @@ export class ConnectionError extends CodedError<ConnectionErrorCode> {
 
 const registerResponseChecker = TypeCompiler.Compile(RegisterResponse);
 const heartbeatResponseChecker = TypeCompiler.Compile(HeartbeatResponse);
+const credentialResponseChecker = TypeCompiler.Compile(CredentialResponse);
 const MAX_RESPONSE_BYTES = 64 * 1024;
+
+/**
+ * The bearer for the next request. A function, asked before every request, so that a credential
+ * stored by one process (`run` rotating it) is what the other (the supervisor) sends next.
+ */
+export type BearerSource = (rejected?: string) => string | null | Promise<string | null>;
 
 export interface ServerClientOptions {
   serverUrl: string;
-  token: string;
+  token: string | BearerSource;
   dispatcher: Dispatcher;
   clock: Clock;
   /** Whole request, headers and body. Default 30 s. */
@@ -72,14 +84,15 @@ function errorCodeOf(body: string): string | undefined {
 /** The worker's calls to `bytebiota-server` (docs/protocol.md, section 3), each mapped to one error code. */
 export class ServerClient {
   readonly serverUrl: string;
-  readonly #token: string;
+  readonly #bearer: BearerSource;
   readonly #dispatcher: Dispatcher;
   readonly #clock: Clock;
   readonly #requestTimeoutMs: number;
 
   constructor(options: ServerClientOptions) {
     this.serverUrl = options.serverUrl;
-    this.#token = options.token;
+    const token = options.token;
+    this.#bearer = typeof token === 'string' ? (rejected) => (rejected === undefined ? token : null) : token;
     this.#dispatcher = options.dispatcher;
     this.#clock = options.clock;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
@@ -107,7 +120,51 @@ export class ServerClient {
     await this.#postJson('/api/worker-updates/report', report, 202, correlationId);
   }
 
-  async #postJson(path: string, body: unknown, expectedStatus: number, requestId?: string): Promise<unknown> {
+  /** The bearer this client sends next (for the update engine's manifest and artifact requests). */
+  async bearer(): Promise<string | null> {
+    return this.#bearer();
+  }
+
+  /** POST /api/workers/enroll: an enrollment token for this worker's own credential. Sends no bearer. */
+  async enroll(body: EnrollRequest): Promise<CredentialResponse> {
+    return this.#credentialAnswer(await this.#postJson('/api/workers/enroll', body, 200, undefined, null), 'enroll');
+  }
+
+  /** POST /api/workers/claim, with the pool token: the migration of a worker that has only that. */
+  async claim(workerId: string, poolToken: string): Promise<CredentialResponse> {
+    return this.#credentialAnswer(await this.#postJson('/api/workers/claim', { worker_id: workerId }, 200, undefined, poolToken), 'claim');
+  }
+
+  /** POST /api/workers/credential/rotate, with the current credential: a new one, pending until confirmed. */
+  async rotateCredential(current: string): Promise<CredentialResponse> {
+    return this.#credentialAnswer(await this.#postJson('/api/workers/credential/rotate', {}, 200, undefined, current), 'rotate');
+  }
+
+  /** POST /api/workers/credential/confirm, with the NEW credential: it becomes the only live one. */
+  async confirmCredential(next: string): Promise<void> {
+    await this.#postJson('/api/workers/credential/confirm', {}, 200, undefined, next);
+  }
+
+  #credentialAnswer(response: unknown, route: string): CredentialResponse {
+    if (!credentialResponseChecker.Check(response)) throw new ConnectionError('bad_response', `the ${route} response does not match its schema`);
+    return response;
+  }
+
+  /** `bearer`: undefined for the client's own, null for none, or a given one. */
+  async #postJson(path: string, body: unknown, expectedStatus: number, requestId?: string, bearer?: string | null): Promise<unknown> {
+    const token = bearer === undefined ? await this.#bearer() : bearer;
+    try {
+      return await this.#postJsonAs(path, body, expectedStatus, requestId, token);
+    } catch (err) {
+      // A credential rotated by the other process in the meantime: ask the source once more.
+      if (bearer !== undefined || token === null || !(err instanceof ConnectionError) || err.status !== 401) throw err;
+      const fresh = await this.#bearer(token);
+      if (fresh === null || fresh === token) throw err;
+      return this.#postJsonAs(path, body, expectedStatus, requestId, fresh);
+    }
+  }
+
+  async #postJsonAs(path: string, body: unknown, expectedStatus: number, requestId: string | undefined, token: string | null): Promise<unknown> {
     const url = new URL(path, this.serverUrl);
     let response: Dispatcher.ResponseData;
     try {
@@ -116,7 +173,7 @@ export class ServerClient {
         dispatcher: this.#dispatcher,
         headers: {
           'content-type': 'application/json',
-          authorization: `Bearer ${this.#token}`,
+          ...(token !== null ? { authorization: `Bearer ${token}` } : {}),
           ...(requestId ? { 'x-request-id': requestId } : {}),
         },
         body: JSON.stringify(body),
@@ -139,12 +196,13 @@ export class ServerClient {
     const described = `POST ${url.pathname} returned ${status}${serverCode ? ` (${serverCode})` : ''}`;
     if (status === 429 || status === 503) {
       const retryAfterMs = parseRetryAfter(response.headers['retry-after'], this.#clock.now());
-      throw new ConnectionError('server_busy', described, { status, retryAfterMs });
+      throw new ConnectionError('server_busy', described, { status, retryAfterMs, serverCode });
     }
-    if (status === 401 || status === 403) throw new ConnectionError('auth_rejected', described, { status });
-    if (status >= 500) throw new ConnectionError('server_error', described, { status });
-    if (status >= 400) throw new ConnectionError('request_rejected', described, { status });
-    throw new ConnectionError('bad_response', described, { status });
+    const details = { status, serverCode: serverCode ?? null };
+    if (status === 401 || status === 403) throw new ConnectionError('auth_rejected', described, details);
+    if (status >= 500) throw new ConnectionError('server_error', described, details);
+    if (status >= 400) throw new ConnectionError('request_rejected', described, details);
+    throw new ConnectionError('bad_response', described, details);
   }
 }
 
@@ -180,6 +238,8 @@ export interface ServerPolicy {
    * that sends it knows staged rollouts.
    */
   accepts: ServerAccepts | null;
+  /** The server asks this worker to rotate its credential (docs/protocol.md, section 3). */
+  rotateCredential: boolean;
 }
 
 export function policyFromRegister(response: RegisterResponse): ServerPolicy {
@@ -190,6 +250,7 @@ export function policyFromRegister(response: RegisterResponse): ServerPolicy {
     poolAutoUpdate: response.auto_update,
     heartbeatIntervalS: response.heartbeat_interval_s,
     accepts: response.accepts ?? null,
+    rotateCredential: response.rotate_credential === true,
   };
 }
 
@@ -259,6 +320,7 @@ export async function maintainConnection(options: ConnectionOptions, signal: Abo
         ...(response.recommended_version !== undefined ? { recommendedVersion: response.recommended_version } : {}),
         // Each heartbeat says it again: a server replaced by an older one stops saying it.
         accepts: response.accepts ?? null,
+        rotateCredential: response.rotate_credential === true,
       };
       options.onPolicy(policy);
     } catch (err) {

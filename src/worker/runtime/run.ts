@@ -26,6 +26,7 @@ import { LOG_EVENTS, UpdateTelemetry, type UpdateEventMessage } from '../telemet
 import { runUpdateOnce, type UpdaterContext } from '../engine/updater.js';
 import { UnitsLog, WorkLoop, type BetweenUnits } from './work-loop.js';
 import { hashChainWorkload, type Workload } from './workload.js';
+import { claimCredential, confirmPendingCredential, enroll, rotateCredential, type IdentityContext, type RotationHooks } from './identity.js';
 
 /** What the worker tells its supervisor over the IPC channel. */
 export interface ReadyMessage {
@@ -49,6 +50,8 @@ export interface RunDependencies {
   channel?: SupervisorChannel | null;
   /** Where SIGTERM and SIGINT arrive; the process itself in production. */
   signals?: NodeJS.EventEmitter;
+  /** Observers of credential rotation (tests stop the worker between its steps). */
+  rotation?: RotationHooks;
 }
 
 /** The process's own IPC channel when a supervisor spawned it with one. */
@@ -62,6 +65,30 @@ export function processSupervisorChannel(): SupervisorChannel | null {
       process.once('disconnect', listener);
     },
   };
+}
+
+/**
+ * At start, before the handshake: enroll when there is an enrollment token and no credential for
+ * this server, and finish a rotation a kill left half done (docs/protocol.md, section 3). Neither
+ * stops the worker: it works on, and logs what the operator must do.
+ */
+async function startIdentity(identity: IdentityContext, config: RunConfig, facts: { platform: string }): Promise<void> {
+  if (config.enrollmentToken !== null) {
+    try {
+      await enroll(identity, { enrollmentToken: config.enrollmentToken, platform: facts.platform, channel: config.channel, replace: false });
+    } catch (err) {
+      const serverCode = (err as { serverCode?: string | null }).serverCode ?? null;
+      identity.log.error(
+        { event: 'worker_enroll_failed', code: (err as { code?: string }).code, server_code: serverCode, error: errorMessage(err) },
+        `enrollment failed${serverCode ? ` (${serverCode})` : ''}: working on${config.token !== null ? ' with the pool token' : ' without a credential'}`,
+      );
+    }
+  }
+  try {
+    await confirmPendingCredential(identity);
+  } catch (err) {
+    identity.log.warn({ event: 'worker_identity_failed', error: errorMessage(err) }, 'could not finish a pending credential rotation; will try again');
+  }
 }
 
 /** One update attempt: whether it staged a version, and how the schedule should take it. */
@@ -125,7 +152,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   };
 
   let link: ServerLink | null = null;
-  if (config.serverUrl !== null && config.token !== null) {
+  if (config.serverUrl !== null) {
     link = await openServerLink({
       serverUrl: config.serverUrl,
       token: config.token,
@@ -142,6 +169,9 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   }
   const client = link?.client ?? null;
   const dispatcher = link?.dispatcher ?? null;
+  const identity: IdentityContext | null =
+    client !== null && config.serverUrl !== null ? { client, layout, serverUrl: config.serverUrl, workerId, log } : null;
+  if (identity !== null) await startIdentity(identity, config, { platform });
   const telemetry = new UpdateTelemetry({ log, workerId, platform, metrics, forward: channel ? (m) => channel.send(m) : null, queue: link?.queue ?? null });
 
   const updatesConfigured = client !== null && config.trustedKeys.length > 0;
@@ -156,7 +186,11 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
 
   /** One check-download-stage pass (engine/updater.ts, runUpdateOnce), with its telemetry. */
   async function attemptUpdate(force: boolean): Promise<AttemptResult> {
-    if (client === null || config.serverUrl === null || config.token === null) return { staged: false, outcome: { kind: 'done' } };
+    if (client === null || config.serverUrl === null) return { staged: false, outcome: { kind: 'done' } };
+    // The credential (or pool token) as stored now: a rotation during the attempt fails one
+    // download at worst, resumed at the next check.
+    const bearer = await client.bearer();
+    if (bearer === null) return { staged: false, outcome: { kind: 'done' } };
     const correlationId = randomUUID();
     let attemptedVersion: string | null = null;
     // The release the verified manifest names: its serial goes into this attempt's reports.
@@ -174,7 +208,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     const ctx: UpdaterContext = {
       layout,
       serverUrl: config.serverUrl,
-      token: config.token,
+      token: bearer,
       channel: config.channel,
       platform,
       workerId,
@@ -316,9 +350,35 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     minimumVersion: policy?.minimumVersion ?? null,
   });
 
+  // Identity after each handshake and heartbeat: the one claim of a worker with only its pool
+  // token, and rotation when the server asks. One at a time, never overlapping.
+  let identityBusy = false;
+  let claimTried = false;
+  const afterPolicy = (next: ServerPolicy): void => {
+    if (identity === null || identityBusy) return;
+    const claim = !claimTried && config.token !== null && (next.accepts?.identity?.includes('claim') ?? false);
+    if (!claim && !next.rotateCredential) return;
+    identityBusy = true;
+    const work = (async () => {
+      if (claim && config.token !== null) {
+        claimTried = true;
+        await claimCredential(identity, config.token);
+      } else if (next.rotateCredential && (next.accepts?.identity?.includes('rotate') ?? false)) {
+        log.info({ event: 'worker_credential_rotation_requested' }, 'the server asks for a new credential; rotating');
+        await rotateCredential(identity, deps.rotation);
+      }
+    })()
+      .catch((err: unknown) => log.warn({ event: 'worker_identity_failed', error: errorMessage(err) }, 'claim or rotation failed; will try again'))
+      .finally(() => {
+        identityBusy = false;
+      });
+    background.push(work);
+  };
+
   const onPolicy = (next: ServerPolicy): void => {
     policy = next;
     noteAccepts(next.accepts);
+    afterPolicy(next);
     if (!registered) {
       registered = true;
       maybeSendReady();
@@ -329,6 +389,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     }
   };
 
+  if (policy !== null) afterPolicy(policy);
   if (client !== null) {
     const connectionClient = client;
     background.push(

@@ -8,13 +8,15 @@ import { fullJitterBackoff, type Sleep } from './backoff.js';
 import { ServerClient } from './connection.js';
 import { createDispatcher } from './http.js';
 import { adaptedReportSender } from './server-accepts.js';
+import { credentialBearer } from './identity.js';
 
 /** Report retries: 1 s doubling to 5 min, full jitter, as every other retry to the server. */
 const REPORT_BACKOFF = { baseDelayMs: 1000, maxDelayMs: 300_000 };
 
 export interface ServerLinkOptions {
   serverUrl: string;
-  token: string;
+  /** The pool token, when configured; the credential in credential.json goes first. */
+  token: string | null;
   caFile: string | null;
   layout: InstallLayout;
   /** What the server accepts, for each report as it is sent (docs/protocol.md, section 7). */
@@ -37,12 +39,18 @@ export interface ServerLink {
 
 /**
  * One wiring for both programs: an HTTP dispatcher (with the operator's CA file and proxy), the
- * API client with the worker token, and the report queue sending through it in the form the
- * server takes.
+ * API client, and the report queue sending through it in the form the server takes. The client
+ * reads credential.json before every request (falling back to the pool token only while there is
+ * no credential), so that neither program keeps a credential the other has rotated away.
  */
 export async function openServerLink(options: ServerLinkOptions): Promise<ServerLink> {
   const dispatcher = await createDispatcher(options.caFile !== null ? { caFile: options.caFile } : {});
-  const client = new ServerClient({ serverUrl: options.serverUrl, token: options.token, dispatcher, clock: options.clock });
+  const client = new ServerClient({
+    serverUrl: options.serverUrl,
+    token: credentialBearer(options.layout, options.serverUrl, options.token),
+    dispatcher,
+    clock: options.clock,
+  });
   const queue = new ReportQueue({
     dir: options.layout.reportsDir,
     send: adaptedReportSender({ post: (report, correlationId) => client.postReport(report, correlationId), accepts: options.accepts, log: options.log }),

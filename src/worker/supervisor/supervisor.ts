@@ -8,6 +8,7 @@ import { currentPlatform } from '../../protocol/platform.js';
 import type { ReasonCode } from '../../protocol/reason-codes.js';
 import type { Clock } from '../../shared/clock.js';
 import { errorMessage } from '../../shared/errors.js';
+import { enroll } from '../runtime/identity.js';
 import type { Logger } from '../../shared/logger.js';
 import { sleep as defaultSleep, type Sleep } from '../runtime/backoff.js';
 import { childRunInvocation, type SuperviseConfig } from '../config.js';
@@ -85,7 +86,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
     log.info({ event: 'worker_metrics_listening', url: metricsServer.url }, 'serving metrics');
   }
   let link: ServerLink | null = null;
-  if (config.serverUrl !== null && config.token !== null) {
+  if (config.serverUrl !== null) {
     const serverUrl = config.serverUrl;
     link = await openServerLink({
       serverUrl,
@@ -98,6 +99,18 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
       clock,
       random,
       ...(deps.sleep ? { sleep: deps.sleep } : {}),
+    });
+  }
+  // Enrolled here, before any child runs, so the child starts with the credential. The supervisor
+  // never rotates: it reads credential.json before each request, and `run` owns rotation.
+  if (link !== null && config.serverUrl !== null && config.enrollmentToken !== null) {
+    const identity = { client: link.client, layout, serverUrl: config.serverUrl, workerId, log };
+    await enroll(identity, { enrollmentToken: config.enrollmentToken, platform, channel: config.channel, replace: false }).catch((err: unknown) => {
+      const serverCode = (err as { serverCode?: string | null }).serverCode ?? null;
+      log.error(
+        { event: 'worker_enroll_failed', code: (err as { code?: string }).code, server_code: serverCode, error: errorMessage(err) },
+        `enrollment failed${serverCode ? ` (${serverCode})` : ''}; the worker will try again when it starts`,
+      );
     });
   }
   const telemetry = new UpdateTelemetry({ log, workerId, platform, metrics, queue: link?.queue ?? null });
