@@ -57,7 +57,11 @@ export interface AppDeps {
   enrollRateLimit?: RateLimitSettings;
   /** Refuse pool tokens on worker routes (401 `pool_token_refused`); `--refuse-pool-tokens`. */
   refusePoolTokens?: boolean;
+  /** Ask workers to rotate credentials older than this (`--credential-max-age`); default 90 days. */
+  credentialMaxAgeSeconds?: number;
 }
+
+export const DEFAULT_CREDENTIAL_MAX_AGE_SECONDS = 90 * 86_400;
 
 export const DEFAULT_ENROLL_RATE_LIMIT: RateLimitSettings = { max: 10, windowSeconds: 60 };
 
@@ -83,7 +87,11 @@ export const bytebiotaServer = fp<AppDeps>(
     app.decorate('fleet', deps.fleet);
     app.decorate('releaseStore', deps.store);
     app.decorate('clock', deps.clock);
-    app.decorate('settings', { heartbeatIntervalSeconds: deps.heartbeatIntervalSeconds, workerStaleAfterSeconds });
+    app.decorate('settings', {
+      heartbeatIntervalSeconds: deps.heartbeatIntervalSeconds,
+      workerStaleAfterSeconds,
+      credentialMaxAgeSeconds: deps.credentialMaxAgeSeconds ?? DEFAULT_CREDENTIAL_MAX_AGE_SECONDS,
+    });
     app.decorate(
       'manifests',
       new ManifestCache({

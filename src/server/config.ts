@@ -1,5 +1,6 @@
 import { pickSetting, readConfigFile } from '../shared/config-sources.js';
-import { UsageError } from '../shared/errors.js';
+import { errorMessage, UsageError } from '../shared/errors.js';
+import { parseDurationMs } from '../shared/duration.js';
 import { DEFAULT_PLANS, type DefaultPlanName } from './rollout/plan.js';
 
 /**
@@ -38,6 +39,8 @@ export interface ServeConfig {
   refusePoolTokens: boolean;
   /** Enrollments allowed per client address in each rate-limit window. */
   enrollRateLimitMax: number;
+  /** Workers are asked to rotate credentials older than this: `90d`, `12h`, `30m` (shared/duration.ts). */
+  credentialMaxAge: string;
 }
 
 export const DB_SYNC_MODES = ['full', 'normal'] as const;
@@ -167,6 +170,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: { min: 1, max: 1_000_000 },
     default: 10,
   },
+  { field: 'credentialMaxAge', flag: 'credential-max-age', env: 'BYTEBIOTA_CREDENTIAL_MAX_AGE', fileKey: 'credential_max_age', kind: 'string', default: '90d' },
 ];
 
 /** Values as commander parsed them: strings, or string arrays for repeatable flags. */
@@ -203,6 +207,13 @@ function convert(setting: Setting, raw: unknown, source: string): string | numbe
     }
     if (setting.field === 'defaultRolloutPlan' && !Object.keys(DEFAULT_PLANS).includes(raw)) {
       throw new UsageError(`${where}: must be one of ${Object.keys(DEFAULT_PLANS).join(', ')}`);
+    }
+    if (setting.field === 'credentialMaxAge') {
+      try {
+        parseDurationMs(raw);
+      } catch (err) {
+        throw new UsageError(`${where}: ${errorMessage(err)}`);
+      }
     }
     if (setting.field === 'rolloutWebhookUrl' && !/^https?:\/\/[^\s]+$/.test(raw)) {
       throw new UsageError(`${where}: expected an http:// or https:// URL`);

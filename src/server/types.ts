@@ -26,6 +26,8 @@ export interface ServerSettings {
   heartbeatIntervalSeconds: number;
   /** Workers not seen for this long are left out of the fleet gauge. */
   workerStaleAfterSeconds: number;
+  /** A worker credential older than this is asked to rotate (`rotate_credential` in its heartbeat). */
+  credentialMaxAgeSeconds: number;
 }
 
 declare module 'fastify' {

@@ -174,7 +174,7 @@ describe('update server routes (app.inject, real SQLite and folder store)', () =
     assert.equal(handshake.heartbeat_interval_s, 30);
     assert.equal(handshake.server_time, server.clock.now().toISOString());
     // A rollout-aware server says what it takes beyond the first protocol; older workers ignore it.
-    assert.deepEqual(handshake.accepts, { report_fields: ['serial'], reasons: [...REASON_CODES] });
+    assert.deepEqual(handshake.accepts, { report_fields: ['serial'], reasons: [...REASON_CODES], identity: ['enroll', 'claim', 'rotate'] });
 
     const put = await server.app.inject({
       method: 'PUT',
@@ -208,7 +208,7 @@ describe('update server routes (app.inject, real SQLite and folder store)', () =
       latest_version: '1.4.0',
       recommended_version: '1.4.0',
       heartbeat_interval_s: 30,
-      accepts: { report_fields: ['serial'], reasons: [...REASON_CODES] },
+      accepts: { report_fields: ['serial'], reasons: [...REASON_CODES], identity: ['enroll', 'claim', 'rotate'] },
     });
 
     // The manifest fetch is logged with the pool and whether its policy is on.

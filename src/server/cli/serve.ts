@@ -1,3 +1,4 @@
+import { parseDurationMs } from '../../shared/duration.js';
 import type { FastifyInstance } from 'fastify';
 import { systemClock } from '../../shared/clock.js';
 import { CodedError, UsageError, errorMessage } from '../../shared/errors.js';
@@ -60,6 +61,7 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
       metricsToken: config.metricsToken,
       bodyLimitBytes: config.bodyLimitBytes,
       refusePoolTokens: config.refusePoolTokens,
+      credentialMaxAgeSeconds: parseDurationMs(config.credentialMaxAge) / 1000,
       enrollRateLimit: { max: config.enrollRateLimitMax, windowSeconds: config.rateLimitWindowSeconds },
       rollouts: {
         defaultPlan: config.defaultRolloutPlan,
@@ -117,6 +119,7 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
         rollout_webhook: config.rolloutWebhookUrl ? new URL(config.rolloutWebhookUrl).origin : null,
         refuse_pool_tokens: config.refusePoolTokens,
         enroll_rate_limit_max: config.enrollRateLimitMax,
+        credential_max_age: config.credentialMaxAge,
       },
       `listening on ${url}`,
     );

@@ -101,6 +101,22 @@ export interface FleetStore {
   findCredential(id: string): Promise<CredentialRecord | null>;
   /** Revoke the worker's live credential; returns it, or null when the worker has none. */
   revokeWorkerCredential(workerId: string, change: { at: Date; by: string }): Promise<CredentialRecord | null>;
+  /**
+   * Rotation step 1: keep `pending` as the worker's next credential, replacing any earlier pending
+   * one, while its current one (`pending.replacesId`) stays live. False when that one is no longer live.
+   */
+  startRotation(pending: PendingCredentialRecord): Promise<boolean>;
+  /** A pending credential by its id, or null. */
+  findPendingCredential(id: string): Promise<PendingCredentialRecord | null>;
+  /**
+   * Rotation step 3, in one transaction: revoke the credential the pending one replaces, make the
+   * pending one live (keeping the source of the first), and clear any rotation request. Null when
+   * it is no longer pending or the one it replaces is no longer live (revoked meanwhile).
+   */
+  confirmRotation(pendingId: string, at: Date): Promise<CredentialRecord | null>;
+  /** An admin's request that the worker rotate now; false when it holds no live credential. */
+  requestRotation(workerId: string, request: { at: Date; by: string }): Promise<boolean>;
+  rotationRequested(workerId: string): Promise<boolean>;
 
   /** Finish pending writes and close the connection. */
   close(): Promise<void>;
@@ -207,6 +223,18 @@ export interface CredentialRecord {
   revokedAt: Date | null;
   /** The admin token id that revoked it. */
   revokedBy: string | null;
+}
+
+/** A rotated credential, issued and awaiting the worker's confirmation with it. */
+export interface PendingCredentialRecord {
+  id: string;
+  workerId: string;
+  pool: string;
+  secretSha256: Buffer;
+  /** The live credential it replaces once confirmed. */
+  replacesId: string;
+  createdAt: Date;
+  createdFrom: string | null;
 }
 
 export interface FleetQuery {

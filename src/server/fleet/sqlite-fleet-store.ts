@@ -10,6 +10,7 @@ import {
   enrollmentRefusal,
   type AdmissionRecord,
   type CredentialRecord,
+  type PendingCredentialRecord,
   type EnrollmentTokenRecord,
   type EnrollOutcome,
   type FailureView,
@@ -126,6 +127,28 @@ function credentialFromRow(row: CredentialRow): CredentialRecord {
     createdFrom: row.created_from,
     revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
     revokedBy: row.revoked_by,
+  };
+}
+
+interface PendingCredentialRow {
+  worker_id: string;
+  id: string;
+  pool: string;
+  secret_sha256: Buffer;
+  replaces_id: string;
+  created_at: string;
+  created_from: string | null;
+}
+
+function pendingFromRow(row: PendingCredentialRow): PendingCredentialRecord {
+  return {
+    id: row.id,
+    workerId: row.worker_id,
+    pool: row.pool,
+    secretSha256: row.secret_sha256,
+    replacesId: row.replaces_id,
+    createdAt: new Date(row.created_at),
+    createdFrom: row.created_from,
   };
 }
 
@@ -814,6 +837,72 @@ export class SqliteFleetStore implements FleetStore {
         .run(change.at.toISOString(), change.by, live.id);
       return credentialFromRow({ ...live, revoked_at: change.at.toISOString(), revoked_by: change.by });
     });
+  }
+
+  async startRotation(pending: PendingCredentialRecord): Promise<boolean> {
+    return this.writeReturning(() => {
+      const live = this.statements.liveCredentialOf.get(pending.workerId) as CredentialRow | undefined;
+      if (!live || live.id !== pending.replacesId) return false;
+      this.db
+        .prepare(
+          `INSERT INTO pending_credentials (worker_id, id, pool, secret_sha256, replaces_id, created_at, created_from)
+           VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (worker_id) DO UPDATE SET id = excluded.id, pool = excluded.pool, secret_sha256 = excluded.secret_sha256,
+             replaces_id = excluded.replaces_id, created_at = excluded.created_at, created_from = excluded.created_from`,
+        )
+        .run(pending.workerId, pending.id, pending.pool, pending.secretSha256, pending.replacesId, pending.createdAt.toISOString(), pending.createdFrom);
+      return true;
+    });
+  }
+
+  async findPendingCredential(id: string): Promise<PendingCredentialRecord | null> {
+    const row = this.db.prepare('SELECT * FROM pending_credentials WHERE id = ?').get(id) as PendingCredentialRow | undefined;
+    return row ? pendingFromRow(row) : null;
+  }
+
+  async confirmRotation(pendingId: string, at: Date): Promise<CredentialRecord | null> {
+    return this.writeReturning(() => {
+      const row = this.db.prepare('SELECT * FROM pending_credentials WHERE id = ?').get(pendingId) as PendingCredentialRow | undefined;
+      if (!row) return null;
+      const live = this.statements.liveCredentialOf.get(row.worker_id) as CredentialRow | undefined;
+      if (!live || live.id !== row.replaces_id) return null;
+      this.authCache.clear();
+      this.db.prepare("UPDATE worker_credentials SET revoked_at = ?, revoked_by = 'rotation' WHERE id = ?").run(at.toISOString(), live.id);
+      const confirmed: CredentialRecord = {
+        id: row.id,
+        workerId: row.worker_id,
+        pool: row.pool,
+        secretSha256: row.secret_sha256,
+        // The lineage: a rotated credential keeps the source of the first one.
+        source: live.source,
+        sourceTokenId: live.source_token_id,
+        createdAt: at,
+        createdFrom: row.created_from,
+        revokedAt: null,
+        revokedBy: null,
+      };
+      this.statements.insertCredential.run(credentialRow(confirmed));
+      this.db.prepare('DELETE FROM pending_credentials WHERE worker_id = ?').run(row.worker_id);
+      this.db.prepare('DELETE FROM credential_rotation_requests WHERE worker_id = ?').run(row.worker_id);
+      return confirmed;
+    });
+  }
+
+  async requestRotation(workerId: string, request: { at: Date; by: string }): Promise<boolean> {
+    return this.writeReturning(() => {
+      if (!this.statements.liveCredentialOf.get(workerId)) return false;
+      this.db
+        .prepare(
+          `INSERT INTO credential_rotation_requests (worker_id, requested_at, requested_by) VALUES (?, ?, ?)
+           ON CONFLICT (worker_id) DO UPDATE SET requested_at = excluded.requested_at, requested_by = excluded.requested_by`,
+        )
+        .run(workerId, request.at.toISOString(), request.by);
+      return true;
+    });
+  }
+
+  async rotationRequested(workerId: string): Promise<boolean> {
+    return this.db.prepare('SELECT 1 FROM credential_rotation_requests WHERE worker_id = ?').get(workerId) !== undefined;
   }
 
   async close(): Promise<void> {

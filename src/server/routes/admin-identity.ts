@@ -147,4 +147,32 @@ export const adminIdentityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return { worker_id: workerId, credential_id: revoked.id, revoked_at: at.toISOString() };
     },
   );
+
+  app.post(
+    '/api/admin/workers/:worker_id/rotate',
+    {
+      config: { auth: 'admin' },
+      schema: {
+        tags: ['admin'],
+        summary: "Ask a worker to rotate its credential at its next heartbeat",
+        security: bearerSecurity,
+        params: Type.Object({ worker_id: WorkerId }),
+        response: {
+          200: Type.Object({ worker_id: Type.String(), requested_at: Type.String() }),
+          ...errorResponses(400, 401, 403, 404, 429, 503),
+        },
+      },
+    },
+    async (request) => {
+      const who = await actor(app, request);
+      const workerId = request.params.worker_id;
+      const at = app.clock.now();
+      if (!(await app.fleet.requestRotation(workerId, { at, by: who.tokenId }))) {
+        throw new HttpError(404, 'no_credential', `worker ${workerId} holds no live credential`);
+      }
+      request.log.info({ event: 'worker_credential_rotation_requested', worker_id: workerId, token_id: who.tokenId, token_label: who.label }, 'credential rotation requested');
+      addLogFields(request, { event: 'worker_rotate', worker_id: workerId });
+      return { worker_id: workerId, requested_at: at.toISOString() };
+    },
+  );
 };

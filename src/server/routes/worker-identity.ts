@@ -1,12 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ClaimRequest, CredentialResponse, EnrollRequest } from '../../protocol/messages.js';
 import { enrollmentRefusal, type CredentialRecord, type EnrollmentRefusal } from '../fleet/fleet-store.js';
 import { HttpError } from '../http-error.js';
 import { addLogFields } from '../plugins/access-log.js';
 import type { RateLimitSettings } from '../app.js';
 import { requireAuth } from '../plugins/auth.js';
-import { generateToken, tokenIdOf, tokenMatches } from '../tokens.js';
+import { bearerToken, generateToken, tokenIdOf, tokenMatches } from '../tokens.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
 
 export interface WorkerIdentityOptions {
@@ -20,6 +21,26 @@ const REFUSAL_MESSAGES: Record<EnrollmentRefusal, string> = {
   enrollment_token_expired: 'the enrollment token has expired',
   enrollment_token_used_up: 'the enrollment token has no uses left',
 };
+
+/**
+ * Whether the caller's credential should be rotated: older than `--credential-max-age`, or an
+ * admin asked. Only ever true for a worker that authenticated with a credential (a pool token
+ * has nothing to rotate, and an older worker never sees the field it would not know).
+ */
+export async function credentialRotationDue(app: FastifyInstance, request: FastifyRequest): Promise<boolean> {
+  const auth = request.auth;
+  if (!auth || auth.kind !== 'credential' || auth.workerId === null) return false;
+  const credential = await app.fleet.findCredential(auth.tokenId);
+  if (!credential) return false;
+  if (app.clock.now().getTime() - credential.createdAt.getTime() >= app.settings.credentialMaxAgeSeconds * 1000) return true;
+  return app.fleet.rotationRequested(auth.workerId);
+}
+
+const ConfirmResponse = Type.Object({
+  worker_id: Type.String(),
+  credential_id: Type.String(),
+  status: Type.Union([Type.Literal('confirmed'), Type.Literal('already_confirmed')]),
+});
 
 /** A credential about to be issued for `workerId` in `pool`, and the secret shown once. */
 function newCredential(
@@ -166,6 +187,87 @@ export const workerIdentityRoutes: FastifyPluginAsyncTypebox<WorkerIdentityOptio
         'worker claimed its credential',
       );
       return { worker_id: workerId, pool: auth.pool, credential: issued.credential };
+    },
+  );
+
+  app.post(
+    '/api/workers/credential/rotate',
+    {
+      config: { auth: 'worker' },
+      schema: {
+        tags: ['workers'],
+        summary: 'Rotation step 1: a new credential, pending next to the current one until confirmed with it (shown once)',
+        security: bearerSecurity,
+        response: { 200: CredentialResponse, ...errorResponses(400, 401, 403, 413, 415, 429, 503) },
+      },
+    },
+    async (request) => {
+      const auth = requireAuth(request);
+      if (auth.kind !== 'credential' || auth.workerId === null || auth.pool === null) {
+        throw new HttpError(403, 'forbidden', 'rotation takes a worker credential; a pool token has nothing to rotate (claim first)');
+      }
+      const made = generateToken('credential');
+      const at = app.clock.now();
+      const started = await app.fleet.startRotation({
+        id: made.id,
+        workerId: auth.workerId,
+        pool: auth.pool,
+        secretSha256: made.secretSha256,
+        replacesId: auth.tokenId,
+        createdAt: at,
+        createdFrom: request.ip,
+      });
+      // Revoked between auth and here: as if auth had failed.
+      if (!started) throw new HttpError(401, 'invalid_token', 'the bearer token is unknown or revoked');
+      addLogFields(request, { event: 'worker_credential_rotate', worker_id: auth.workerId, credential_id: auth.tokenId, pending_credential_id: made.id });
+      request.log.info(
+        { event: 'worker_credential_rotation_started', worker_id: auth.workerId, pool: auth.pool, credential_id: auth.tokenId, pending_credential_id: made.id, client_address: request.ip },
+        'credential rotation started: the new one is pending until the worker confirms with it',
+      );
+      return { worker_id: auth.workerId, pool: auth.pool, credential: made.token };
+    },
+  );
+
+  app.post(
+    '/api/workers/credential/confirm',
+    {
+      // The bearer is the NEW credential, which auth does not know yet: checked here, limited per address.
+      config: {
+        auth: 'none',
+        rateLimit: { max: options.enrollRateLimit.max, timeWindow: options.enrollRateLimit.windowSeconds * 1000 },
+      },
+      schema: {
+        tags: ['workers'],
+        summary: 'Rotation step 3, with the NEW credential as bearer: it becomes the only live one, the old one stops working',
+        security: bearerSecurity,
+        response: { 200: ConfirmResponse, ...errorResponses(400, 401, 413, 415, 429, 503) },
+      },
+    },
+    async (request) => {
+      const token = bearerToken(request.headers.authorization);
+      if (token === null) throw new HttpError(401, 'unauthorized', 'an Authorization: Bearer credential is required');
+      const id = tokenIdOf(token, 'credential');
+      const unknown = (): never => {
+        addLogFields(request, { event: 'worker_credential_confirm', result: 'invalid_token', credential_id: id ?? undefined });
+        throw new HttpError(401, 'invalid_token', 'the credential is not pending confirmation (unknown, revoked, or never committed)');
+      };
+      if (id === null) return unknown();
+      // Already live: the confirm committed and its answer was lost (a kill, a dropped connection). Idempotent.
+      const live = await app.fleet.findCredential(id);
+      if (live && live.revokedAt === null && tokenMatches(token, live.secretSha256)) {
+        addLogFields(request, { event: 'worker_credential_confirm', result: 'already_confirmed', worker_id: live.workerId, credential_id: id });
+        return { worker_id: live.workerId, credential_id: id, status: 'already_confirmed' as const };
+      }
+      const pending = await app.fleet.findPendingCredential(id);
+      if (!pending || !tokenMatches(token, pending.secretSha256)) return unknown();
+      const confirmed = await app.fleet.confirmRotation(id, app.clock.now());
+      if (!confirmed) return unknown();
+      addLogFields(request, { event: 'worker_credential_confirm', result: 'confirmed', worker_id: confirmed.workerId, credential_id: id });
+      request.log.info(
+        { event: 'worker_credential_rotated', worker_id: confirmed.workerId, pool: confirmed.pool, credential_id: id, previous_credential_id: pending.replacesId, client_address: request.ip },
+        'credential rotated: the previous one no longer works',
+      );
+      return { worker_id: confirmed.workerId, credential_id: id, status: 'confirmed' as const };
     },
   );
 };

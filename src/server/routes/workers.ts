@@ -5,9 +5,10 @@ import { HttpError } from '../http-error.js';
 import { addLogFields } from '../plugins/access-log.js';
 import { workerPoolFor } from '../plugins/auth.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
+import { credentialRotationDue } from './worker-identity.js';
 
 /** What this server takes from workers beyond the first protocol (a worker sends nothing else). */
-export const SERVER_ACCEPTS: ServerAccepts = { report_fields: ['serial'], reasons: [...REASON_CODES] };
+export const SERVER_ACCEPTS: ServerAccepts = { report_fields: ['serial'], reasons: [...REASON_CODES], identity: ['enroll', 'claim', 'rotate'] };
 
 /**
  * The handshake and the heartbeat (docs/protocol.md, section 3). Both carry the pool's policy to the worker, which
@@ -83,6 +84,7 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         heartbeat_interval_s: app.settings.heartbeatIntervalSeconds,
         server_time: now.toISOString(),
         accepts: SERVER_ACCEPTS,
+        ...((await credentialRotationDue(app, request)) ? { rotate_credential: true } : {}),
       };
     },
   );
@@ -136,6 +138,7 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         recommended_version: facts.recommended_version,
         heartbeat_interval_s: app.settings.heartbeatIntervalSeconds,
         accepts: SERVER_ACCEPTS,
+        ...((await credentialRotationDue(app, request)) ? { rotate_credential: true } : {}),
       };
     },
   );

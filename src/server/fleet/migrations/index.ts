@@ -3,6 +3,7 @@ import { sql as authEpoch } from './002-auth-epoch.js';
 import { sql as servedSerials } from './003-served-serials.js';
 import { sql as rollouts } from './004-rollouts.js';
 import { sql as workerIdentity } from './005-worker-identity.js';
+import { sql as credentialRotation } from './006-credential-rotation.js';
 
 /**
  * Schema migrations, applied in order at start, each once, each in its own transaction. They are
@@ -21,4 +22,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, name: 'served-serials', sql: servedSerials },
   { version: 4, name: 'rollouts', sql: rollouts },
   { version: 5, name: 'worker-identity', sql: workerIdentity },
+  { version: 6, name: 'credential-rotation', sql: credentialRotation },
 ];
