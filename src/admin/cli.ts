@@ -3,6 +3,7 @@ import type { Dispatcher } from 'undici';
 import { CHANNEL_PATTERN } from '../protocol/manifest.js';
 import { PoolName, WorkerId } from '../protocol/messages.js';
 import { CodedError, errorMessage, UsageError } from '../shared/errors.js';
+import { parseDurationMs } from '../shared/duration.js';
 import { AdminClient, type RolloutAction, type RolloutPlan, type Wave } from './client.js';
 import {
   formatExplanation,
@@ -334,6 +335,72 @@ function buildProgram(context: CliContext): Command {
       const { client, json } = connect(command);
       const answer = await client.explainWorker(workerId);
       print(json, answer, () => formatExplanation(answer));
+    });
+  worker
+    .command('revoke')
+    .description("revoke the worker's credential: its next request is refused, the rest of its pool carries on; it comes back only by a new enrollment")
+    .argument('<worker-id>', 'the worker id')
+    .action(async (workerId: string, _flags: unknown, command: Command) => {
+      if (!WORKER_ID.test(workerId)) throw new UsageError(`invalid worker id ${JSON.stringify(workerId)}`);
+      const { client, json } = connect(command);
+      const answer = await client.revokeWorker(workerId);
+      print(json, answer, () => [`revoked credential ${answer.credential_id} of worker ${answer.worker_id} at ${answer.revoked_at}`]);
+    });
+  worker
+    .command('rotate')
+    .description('ask the worker to rotate its credential at its next heartbeat (without downtime)')
+    .argument('<worker-id>', 'the worker id')
+    .action(async (workerId: string, _flags: unknown, command: Command) => {
+      if (!WORKER_ID.test(workerId)) throw new UsageError(`invalid worker id ${JSON.stringify(workerId)}`);
+      const { client, json } = connect(command);
+      const answer = await client.rotateWorker(workerId);
+      print(json, answer, () => [`worker ${answer.worker_id} will rotate its credential at its next heartbeat (asked at ${answer.requested_at})`]);
+    });
+
+  const enrollToken = program.command('enroll-token').description('enrollment tokens: what a new worker spends, once, for its own credential');
+  enrollToken
+    .command('create')
+    .description('a new enrollment token for a pool, printed this once')
+    .requiredOption('--pool <pool>', 'the pool its workers join')
+    .option('--expires-in <duration>', 'valid for this long: 7d, 12h, 90m (default: no expiry)')
+    .option('--max-uses <n>', 'workers it may enroll (default: no limit)')
+    .option('--label <text>', 'who or what it is for')
+    .action(async (flags: { pool: string; expiresIn?: string; maxUses?: string; label?: string }, command: Command) => {
+      const body = {
+        pool: flags.pool,
+        ...(flags.expiresIn !== undefined ? { expires_in_s: parseDurationMs(flags.expiresIn) / 1000 } : {}),
+        ...(flags.maxUses !== undefined ? { max_uses: integerIn(flags.maxUses, 1, 1_000_000, '--max-uses') } : {}),
+        ...(flags.label !== undefined ? { label: flags.label } : {}),
+      };
+      const { client, json } = connect(command);
+      const answer = await client.createEnrollmentToken(body);
+      print(json, answer, () => [
+        answer.token,
+        `enrollment token ${answer.id} for pool ${answer.pool}: max uses ${answer.max_uses ?? 'unlimited'}, expires ${answer.expires_at ?? 'never'}. It is shown only now.`,
+      ]);
+    });
+  enrollToken
+    .command('list')
+    .description('enrollment tokens with their pools, uses and expiry (never their secrets)')
+    .action(async (_flags: unknown, command: Command) => {
+      const { client, json } = connect(command);
+      const answer = await client.enrollmentTokens();
+      print(json, answer, () => [
+        'ID                POOL        USES  EXPIRES                   REVOKED',
+        ...answer.enrollment_tokens.map(
+          (t) => `${t.id}  ${t.pool.padEnd(10)}  ${`${t.uses}/${t.max_uses ?? '-'}`.padEnd(4)}  ${(t.expires_at ?? 'never').padEnd(24)}  ${t.revoked_at ?? '-'}`,
+        ),
+      ]);
+    });
+  enrollToken
+    .command('revoke')
+    .description('it enrolls no more workers (those it enrolled keep their credentials)')
+    .argument('<id>', 'the enrollment token id (16 hex digits)')
+    .action(async (id: string, _flags: unknown, command: Command) => {
+      if (!/^[0-9a-f]{16}$/.test(id)) throw new UsageError(`invalid enrollment token id ${JSON.stringify(id)}`);
+      const { client, json } = connect(command);
+      const answer = await client.revokeEnrollmentToken(id);
+      print(json, answer, () => [`enrollment token ${answer.id} revoked at ${answer.revoked_at}`]);
     });
 
   return program;

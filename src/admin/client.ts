@@ -99,6 +99,19 @@ export interface WorkerExplanation {
  * HTTP answer came; `unexpected_response` when the answer was not the server's JSON (a proxy's
  * error page, a redirect). `status` is the HTTP status, null when there was none.
  */
+/** An enrollment token as the server lists it (never its secret). */
+export interface EnrollmentTokenView {
+  id: string;
+  pool: string;
+  label: string | null;
+  max_uses: number | null;
+  uses: number;
+  expires_at: string | null;
+  created_at: string;
+  created_by: string | null;
+  revoked_at: string | null;
+}
+
 export class AdminError extends CodedError<string> {
   readonly status: number | null;
 
@@ -176,6 +189,27 @@ export class AdminClient {
 
   explainWorker(workerId: string): Promise<WorkerExplanation> {
     return this.call('GET', `api/admin/workers/${encodeURIComponent(workerId)}/explain`);
+  }
+
+  revokeWorker(workerId: string): Promise<{ worker_id: string; credential_id: string; revoked_at: string }> {
+    return this.call('POST', `api/admin/workers/${encodeURIComponent(workerId)}/revoke`);
+  }
+
+  rotateWorker(workerId: string): Promise<{ worker_id: string; requested_at: string }> {
+    return this.call('POST', `api/admin/workers/${encodeURIComponent(workerId)}/rotate`);
+  }
+
+  /** The answer holds the token itself, shown this once. */
+  createEnrollmentToken(body: { pool: string; expires_in_s?: number; max_uses?: number; label?: string }): Promise<EnrollmentTokenView & { token: string }> {
+    return this.call('POST', 'api/admin/enrollment-tokens', { body });
+  }
+
+  enrollmentTokens(): Promise<{ enrollment_tokens: EnrollmentTokenView[] }> {
+    return this.call('GET', 'api/admin/enrollment-tokens');
+  }
+
+  revokeEnrollmentToken(id: string): Promise<{ id: string; revoked_at: string }> {
+    return this.call('POST', `api/admin/enrollment-tokens/${encodeURIComponent(id)}/revoke`);
   }
 
   private url(path: string, query: Record<string, string> | undefined): URL {
