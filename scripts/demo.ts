@@ -64,10 +64,11 @@ async function main(): Promise<void> {
 
     const tokens: Record<string, string> = {};
     for (const pool of ['canary', 'stable']) {
-      tokens[pool] = await lab.createToken('worker', pool);
+      // Each worker spends its pool's enrollment token once, at start, for its own credential.
+      tokens[pool] = await lab.createToken('enroll', pool);
       await lab.setPoolPolicy(pool, true);
     }
-    record('worker tokens made for pools canary and stable; both pools auto_update=on');
+    record('enrollment tokens made for pools canary and stable (each worker enrolls for its own credential); both pools auto_update=on');
     const plan = {
       immediate: false,
       waves: [
@@ -88,7 +89,7 @@ async function main(): Promise<void> {
       layout.map(async ([name, pool]) => {
         const installRoot = join(dir, name);
         await lab.installWorker(v100, installRoot);
-        const process = lab.startSupervisor(name, { installRoot, token: tokens[pool]!, checkIntervalSeconds: 2, healthWindowSeconds: 15 });
+        const process = lab.startSupervisor(name, { installRoot, enrollmentToken: tokens[pool]!, checkIntervalSeconds: 2, healthWindowSeconds: 15 });
         return { name, pool, process };
       }),
     );

@@ -18,7 +18,10 @@ export interface LabOptions {
 
 export interface WorkerOptions {
   installRoot: string;
-  token: string;
+  /** The pool's shared worker token (older workers' way in). */
+  token?: string;
+  /** An enrollment token: the worker spends it at start for its own credential (credential.json). */
+  enrollmentToken?: string;
   channel?: string;
   checkIntervalSeconds?: number;
   healthWindowSeconds?: number;
@@ -109,7 +112,7 @@ export class UpdateLab {
     await this.server?.kill();
   }
 
-  async createToken(role: 'worker' | 'admin', pool?: string): Promise<string> {
+  async createToken(role: 'worker' | 'admin' | 'enroll', pool?: string): Promise<string> {
     const args = ['token', 'create', '--db', this.dbPath, '--role', role, ...(pool ? ['--pool', pool] : [])];
     const lines = (await this.serverCommand(args)).trim().split('\n');
     return lines[lines.length - 1]!.trim();
@@ -214,7 +217,13 @@ export class UpdateLab {
       ],
       // The token goes by environment, never on the command line where `ps` shows it.
       // Debug level logs every finished unit of work, which the tests and the demo count.
-      env: { ...process.env, LOG_LEVEL: 'debug', BYTEBIOTA_WORKER_TOKEN: options.token, ...options.env },
+      env: {
+        ...process.env,
+        LOG_LEVEL: 'debug',
+        ...(options.token !== undefined ? { BYTEBIOTA_WORKER_TOKEN: options.token } : {}),
+        ...(options.enrollmentToken !== undefined ? { BYTEBIOTA_ENROLLMENT_TOKEN: options.enrollmentToken } : {}),
+        ...options.env,
+      },
     };
   }
 
