@@ -164,6 +164,27 @@ export function formatPoolSet(answer: PoolPolicySet): string[] {
   return [`pool ${answer.pool}: auto_update ${onOff(answer.auto_update)}; windows ${windowsText(answer.maintenance_windows)} (set at ${formatTime(answer.updated_at)})`];
 }
 
+/** Whole days, or hours under a day: a credential's age. */
+function ageOf(since: string, now: string): string {
+  const ms = Math.max(0, new Date(now).getTime() - new Date(since).getTime());
+  return ms >= 86_400_000 ? `${Math.floor(ms / 86_400_000)}d` : `${Math.floor(ms / 3_600_000)}h`;
+}
+
+/**
+ * Each listed worker's credential age, oldest first, or `pool token` for one that has none yet
+ * (docs/runbooks/worker-identity.md): what rotation and the move off pool tokens are up to.
+ */
+function formatCredentialAges(view: FleetView): string[] {
+  const workers = view.workers.filter(
+    (w): w is { worker_id: string; pool: string; credential_created_at: string | null } =>
+      typeof w === 'object' && w !== null && 'worker_id' in w && 'credential_created_at' in w,
+  );
+  if (workers.length === 0) return [];
+  const sorted = [...workers].sort((a, b) => (a.credential_created_at ?? '').localeCompare(b.credential_created_at ?? ''));
+  const rows = sorted.map((w) => [w.worker_id, w.pool, w.credential_created_at === null ? 'pool token' : ageOf(w.credential_created_at, view.generated_at)]);
+  return ['credentials (listed workers)', ...indented(table(['worker', 'pool', 'credential age'], rows))];
+}
+
 export function formatFleet(view: FleetView): string[] {
   const byState = new Map<string, number>();
   for (const group of view.groups) byState.set(group.state, (byState.get(group.state) ?? 0) + group.count);
@@ -174,6 +195,7 @@ export function formatFleet(view: FleetView): string[] {
     const rows = view.groups.map((g) => [g.channel ?? NONE, g.pool, g.version, g.state, String(g.count)]);
     lines.push(...table(['channel', 'pool', 'version', 'state', 'count'], rows));
   }
+  lines.push('', ...formatCredentialAges(view));
   lines.push('');
   if (view.recent_failures.length === 0) {
     lines.push('no recent failures');

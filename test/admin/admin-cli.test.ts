@@ -241,6 +241,9 @@ describe('bytebiota-admin against a real listening server', () => {
     assert.match(text, /^stable +canary +1\.4\.0 +starting +1$/m);
     assert.match(text, /^stable +stable +1\.4\.0 +starting +2$/m);
     assert.match(text, /^no recent failures$/m);
+    // These workers hold only pool tokens: no credential age yet.
+    assert.match(text, /^credentials \(listed workers\)$/m);
+    assert.match(text, /^ {2}\S+ +(canary|stable) +pool token$/m);
     const view = JSON.parse(await ok(['fleet', '--limit', '2', '--json'])) as { total_workers: number; workers: unknown[] };
     assert.equal(view.total_workers, 3);
     assert.equal(view.workers.length, 2);

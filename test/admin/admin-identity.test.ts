@@ -43,9 +43,11 @@ describe('bytebiota-admin: enroll-token, worker revoke and rotate', () => {
     assert.ok(list.out.some((line) => line.startsWith(token.id) && line.includes('1/2')), list.out.join('\n'));
     assert.ok(!list.out.join('\n').includes(token.token), 'the secret is never listed');
 
+    await server.app.inject({ method: 'POST', url: '/api/workers/register', headers: bearer(credential), payload: { worker_id: 'w-admin', current_version: '1.0.0', platform: 'linux-x64', channel: 'stable' } });
+    const fleet = await cli(['fleet']);
+    assert.match(fleet.out.join('\n'), /^ {2}w-admin +canary +0h$/m, 'the fleet view shows the credential age');
     assert.equal((await cli(['worker', 'rotate', 'w-admin'])).code, EXIT_OK);
     const heartbeat = { method: 'POST' as const, url: '/api/workers/heartbeat', headers: bearer(credential), payload: { worker_id: 'w-admin', current_version: '1.0.0', state: 'working' } };
-    await server.app.inject({ method: 'POST', url: '/api/workers/register', headers: bearer(credential), payload: { worker_id: 'w-admin', current_version: '1.0.0', platform: 'linux-x64', channel: 'stable' } });
     assert.equal((await server.app.inject(heartbeat)).json<{ rotate_credential?: boolean }>().rotate_credential, true);
 
     const revoke = await cli(['worker', 'revoke', 'w-admin']);
