@@ -125,11 +125,6 @@ export async function confirmPendingCredential(ctx: IdentityContext): Promise<Co
   return 'confirmed';
 }
 
-export interface RotationHooks {
-  /** Called once the new credential is stored, before it is confirmed (tests kill the process here). */
-  afterStored?: () => Promise<void> | void;
-}
-
 /**
  * Rotate this worker's credential without downtime (docs/protocol.md, section 3):
  * 1. ask the server for a new one (it keeps it pending next to the current one);
@@ -138,7 +133,7 @@ export interface RotationHooks {
  * 3. confirm with the new one; only then does the server stop taking the old one.
  * Only `run` rotates; the supervisor only reads the file.
  */
-export async function rotateCredential(ctx: IdentityContext, hooks: RotationHooks = {}): Promise<ConfirmOutcome | 'no_credential' | 'failed'> {
+export async function rotateCredential(ctx: IdentityContext): Promise<ConfirmOutcome | 'no_credential' | 'failed'> {
   const pending = await confirmPendingCredential(ctx);
   if (pending !== 'none_pending') return pending;
   const file = credentialFor(await readCredential(ctx.layout), ctx.serverUrl);
@@ -152,6 +147,5 @@ export async function rotateCredential(ctx: IdentityContext, hooks: RotationHook
   }
   await writeCredential(ctx.layout, { ...file, next_credential: next });
   ctx.log.info({ event: 'worker_credential_stored', credential_id: credentialIdOf(next) }, 'rotated credential stored; confirming');
-  await hooks.afterStored?.();
   return confirmPendingCredential(ctx);
 }

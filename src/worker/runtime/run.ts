@@ -26,7 +26,7 @@ import { LOG_EVENTS, UpdateTelemetry, type UpdateEventMessage } from '../telemet
 import { runUpdateOnce, type UpdaterContext } from '../engine/updater.js';
 import { UnitsLog, WorkLoop, type BetweenUnits } from './work-loop.js';
 import { hashChainWorkload, type Workload } from './workload.js';
-import { claimCredential, confirmPendingCredential, enroll, rotateCredential, type IdentityContext, type RotationHooks } from './identity.js';
+import { claimCredential, confirmPendingCredential, enroll, rotateCredential, type IdentityContext } from './identity.js';
 
 /** What the worker tells its supervisor over the IPC channel. */
 export interface ReadyMessage {
@@ -50,8 +50,6 @@ export interface RunDependencies {
   channel?: SupervisorChannel | null;
   /** Where SIGTERM and SIGINT arrive; the process itself in production. */
   signals?: NodeJS.EventEmitter;
-  /** Observers of credential rotation (tests stop the worker between its steps). */
-  rotation?: RotationHooks;
 }
 
 /** The process's own IPC channel when a supervisor spawned it with one. */
@@ -365,7 +363,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
         await claimCredential(identity, config.token);
       } else if (next.rotateCredential && (next.accepts?.identity?.includes('rotate') ?? false)) {
         log.info({ event: 'worker_credential_rotation_requested' }, 'the server asks for a new credential; rotating');
-        await rotateCredential(identity, deps.rotation);
+        await rotateCredential(identity);
       }
     })()
       .catch((err: unknown) => log.warn({ event: 'worker_identity_failed', error: errorMessage(err) }, 'claim or rotation failed; will try again'))
