@@ -224,6 +224,28 @@ describe('worker identity, worker processes', { concurrency: 1 }, () => {
     await worker.exited;
   });
 
+  test('migration in band: a worker with only the pool token claims its credential once after registering, then sends it', async () => {
+    const root = await freshRoot();
+    const worker = spawn(['run', '--server', proxy.url, '--install-root', root], { BYTEBIOTA_WORKER_TOKEN: server.tokens.canary });
+    await worker.waitForLine(event('worker_credential_claimed'));
+    const file = await stored(root);
+    const credentialId = file.credential.split('_')[1];
+    await until('a heartbeat with the claimed credential', () =>
+      server.logs().some((l) => l['event'] === 'worker_heartbeat' && l['worker_id'] === file.worker_id && l['credential_id'] === credentialId),
+    );
+    worker.kill();
+    await worker.exited;
+
+    // A second install with the same id (a copied machine) is refused and keeps the pool token.
+    const copy = await freshRoot();
+    const twin = spawn(['run', '--server', proxy.url, '--install-root', copy, '--worker-id', file.worker_id], { BYTEBIOTA_WORKER_TOKEN: server.tokens.canary });
+    const refused = await twin.waitForLine(event('worker_claim_refused'));
+    assert.equal(refused['level'], 'error');
+    await assert.rejects(readFile(join(copy, 'credential.json')), { code: 'ENOENT' });
+    twin.kill();
+    await twin.exited;
+  });
+
   test('no secret appears in any worker or server output', () => {
     const text = [
       ...programs.flatMap((p) => p.lines.map((line) => JSON.stringify(line))),
