@@ -279,6 +279,8 @@ export interface ConnectionOptions {
   heartbeatBody(): HeartbeatRequest;
   /** Called with each new view of the server's policy (handshake and every heartbeat). */
   onPolicy(policy: ServerPolicy): void;
+  /** Called when the server refuses our credential or token (401/403); the loop goes on retrying. */
+  onAuthRejected?(error: ConnectionError): void;
 }
 
 /**
@@ -301,6 +303,7 @@ export async function maintainConnection(options: ConnectionOptions, signal: Abo
         const retryAfterMs = err instanceof ConnectionError ? err.retryAfterMs : null;
         const delayMs = options.backoff.delayMs(failures, retryAfterMs);
         failures += 1;
+        if (err instanceof ConnectionError && err.code === 'auth_rejected') options.onAuthRejected?.(err);
         options.log.warn({ event: 'worker_register_failed', code: (err as { code?: string }).code, error: errorMessage(err), retry_in_ms: delayMs }, 'registration failed; will retry');
         await wait(delayMs, signal);
       }
@@ -326,6 +329,7 @@ export async function maintainConnection(options: ConnectionOptions, signal: Abo
     } catch (err) {
       const code = (err as { code?: string }).code;
       options.log.warn({ event: 'worker_heartbeat_failed', code, error: errorMessage(err) }, 'heartbeat failed');
+      if (err instanceof ConnectionError && err.code === 'auth_rejected') options.onAuthRejected?.(err);
       // A server that forgot us (restarted with a new database, say) answers 4xx: register again.
       if (code === 'request_rejected') policy = null;
       else if (err instanceof ConnectionError && err.retryAfterMs !== null) await wait(options.backoff.delayMs(failures, err.retryAfterMs), signal);

@@ -11,7 +11,7 @@ import type { Logger } from '../../shared/logger.js';
 import { fullJitterBackoff, type Sleep } from './backoff.js';
 import { buildInfo } from '../build-info.js';
 import type { RunConfig } from '../config.js';
-import { maintainConnection, registerOnce, type RegisterOutcome, type ServerPolicy } from './connection.js';
+import { maintainConnection, registerOnce, type ConnectionError, type RegisterOutcome, type ServerPolicy } from './connection.js';
 import { openServerLink, type ServerLink } from './server-link.js';
 import { installLayout } from '../install/install-layout.js';
 import { serveMetrics, WorkerMetrics, type MetricsServer } from '../telemetry/metrics.js';
@@ -284,6 +284,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
 
   // Start-up: the handshake decides whether this version may work at all (docs/protocol.md, section 4).
   let outcome: RegisterOutcome | null = null;
+  let startAuthRejected: ConnectionError | null = null;
   if (client !== null) {
     outcome = await registerOnce(client, registerBody());
     if (outcome.kind === 'registered') {
@@ -292,6 +293,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
       log.info({ event: 'worker_registered', minimum_version: policy.minimumVersion, auto_update: policy.poolAutoUpdate }, 'registered with the server');
     } else {
       log.warn({ event: 'worker_register_failed', code: outcome.error.code, error: outcome.error.message }, 'first registration failed; working and retrying');
+      if (outcome.kind === 'auth_rejected') startAuthRejected = outcome.error;
     }
   }
   const decision = decideStart({
@@ -373,8 +375,22 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     background.push(work);
   };
 
+  // A refused credential (revoked, or unknown after the server's database was restored from an
+  // older backup): said once at error, with what to do. The worker works on offline and retries;
+  // it neither re-enrolls by itself (that would undo a revocation) nor falls back to the pool token.
+  let authRejectedSaid = false;
+  const onAuthRejected = (err: ConnectionError): void => {
+    if (authRejectedSaid) return;
+    authRejectedSaid = true;
+    log.error(
+      { event: 'worker_credential_rejected', status: err.status, server_code: err.serverCode },
+      'the server refuses this worker\'s credential or token (revoked, or unknown after a database restore): working offline and retrying; re-enroll it (docs/runbooks/worker-identity.md)',
+    );
+  };
+
   const onPolicy = (next: ServerPolicy): void => {
     policy = next;
+    authRejectedSaid = false;
     noteAccepts(next.accepts);
     afterPolicy(next);
     if (!registered) {
@@ -388,6 +404,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   };
 
   if (policy !== null) afterPolicy(policy);
+  if (startAuthRejected !== null) onAuthRejected(startAuthRejected);
   if (client !== null) {
     const connectionClient = client;
     background.push(
@@ -400,6 +417,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
           registerBody,
           heartbeatBody,
           onPolicy,
+          onAuthRejected,
         },
         stopAll.signal,
         policy ?? undefined,

@@ -125,6 +125,8 @@ describe('worker identity, worker processes', { concurrency: 1 }, () => {
     const revoked = await server.app.inject({ method: 'POST', url: `/api/admin/workers/${fileA.worker_id}/revoke`, headers: bearer(server.tokens.admin) });
     assert.equal(revoked.statusCode, 200);
     const failed = await a.waitForLine((l) => l['event'] === 'worker_heartbeat_failed' && l['code'] === 'auth_rejected');
+    const said = await a.waitForLine(event('worker_credential_rejected'));
+    assert.equal(said['level'], 'error');
     assert.match(String(failed['error']), /401 \(invalid_token\)/);
     const bBefore = heartbeatsOf(fileB.worker_id);
     await until('worker B heartbeats on', () => heartbeatsOf(fileB.worker_id) >= bBefore + 2);
@@ -132,6 +134,7 @@ describe('worker identity, worker processes', { concurrency: 1 }, () => {
     const poolTokenUses = server.logs().filter((l) => l['worker_id'] === fileA.worker_id && l['token_id'] === server.tokens.canaryId);
     assert.equal(poolTokenUses.length, 0, JSON.stringify(poolTokenUses));
     assert.equal((await stored(rootA)).credential, fileA.credential);
+    assert.equal(a.lines.filter(event('worker_credential_rejected')).length, 1, 'said once, not at every heartbeat');
     a.kill();
     b.kill();
     await Promise.all([a.exited, b.exited]);
