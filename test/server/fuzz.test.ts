@@ -180,9 +180,21 @@ describe(`fuzzing every route (fast-check seed ${seed}, ${NUM_RUNS} runs each)`,
   fuzzBody('POST', fc.constant('/api/workers/claim'), 'worker', { worker_id: 'w' });
   fuzzBody('POST', fc.constant('/api/admin/enrollment-tokens'), 'admin', { pool: 'canary', expires_in_s: 3600, max_uses: 5, label: 'fuzz' });
   fuzzGet('enrollment tokens', '/api/admin/enrollment-tokens', 'admin', {});
-  test('POST revoke routes with random ids', async () => {
+  // Rotation: step 1 with the worker's credential (or anything else), step 3 with a bearer that is
+  // a pending credential, a live one, or junk.
+  for (const step of ['rotate', 'confirm'] as const) {
+    test(`POST credential/${step}`, async () => {
+      await fc.assert(
+        fc.asyncProperty(headers('worker'), bodyArbitrary({ worker_id: 'w' }), async (h, payload) => {
+          await assertNever5xx({ method: 'POST', url: `/api/workers/credential/${step}`, payload, headers: h });
+        }),
+        { numRuns: NUM_RUNS, seed },
+      );
+    });
+  }
+  test('POST revoke and rotate routes with random ids', async () => {
     const segment = fc.oneof(printable.map((text) => encodeURIComponent(text)), fc.constantFrom('w', 'w-enroll', '0123456789abcdef', '..', '%00'));
-    const route = fc.constantFrom('/api/admin/workers/{}/revoke', '/api/admin/enrollment-tokens/{}/revoke');
+    const route = fc.constantFrom('/api/admin/workers/{}/revoke', '/api/admin/workers/{}/rotate', '/api/admin/enrollment-tokens/{}/revoke');
     await fc.assert(
       fc.asyncProperty(headers('admin'), route, segment, async (h, template, id) => {
         await assertNever5xx({ method: 'POST', url: template.replace('{}', id), headers: h });
