@@ -72,10 +72,18 @@ test('an enrolled worker updates with its own credential, rotates, and survives 
   const asOther = await lab.api('POST', '/api/workers/heartbeat', first.credential, { worker_id: 'someone-else', current_version: '1.1.0', state: 'working' });
   assert.equal(asOther.status, 403);
 
-  // Back up the database (the server stopped, so the file is whole), then rotate.
+  // Back up the database with the server stopped: the file and its WAL, if one is left, together
+  // are the whole database (a close may or may not have checkpointed the WAL into the file).
   const backup = join(lab.dir, 'fleet-backup.sqlite');
   await lab.stopServer();
-  await copyFile(lab.dbPath, backup);
+  // The -wal file exists only when the close did not checkpoint it.
+  const copyDatabase = async (from: string, to: string): Promise<void> => {
+    await copyFile(from, to);
+    await copyFile(`${from}-wal`, `${to}-wal`).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  };
+  await copyDatabase(lab.dbPath, backup);
   await lab.startServer(['--heartbeat-interval', '1']);
   const mark = worker.lines.length;
   assert.equal((await lab.api('POST', `/api/admin/workers/${first.worker_id}/rotate`, admin)).status, 200);
@@ -88,7 +96,7 @@ test('an enrolled worker updates with its own credential, rotates, and survives 
   // Restore the backup: it predates the rotation, so the worker's credential is unknown.
   await lab.stopServer();
   for (const suffix of ['', '-wal', '-shm']) await rm(`${lab.dbPath}${suffix}`, { force: true });
-  await copyFile(backup, lab.dbPath);
+  await copyDatabase(backup, lab.dbPath);
   await lab.startServer(['--heartbeat-interval', '1']);
   const restored = worker.lines.length;
   await event(worker, 'worker_heartbeat_failed', (line) => line['code'] === 'auth_rejected', restored);
