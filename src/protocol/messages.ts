@@ -60,8 +60,18 @@ export const EnrollRequest = Type.Object(
 );
 export type EnrollRequest = Static<typeof EnrollRequest>;
 
-/** POST /api/workers/claim (with the pool token): a worker's first and only claim of a credential for its id. */
-export const ClaimRequest = Type.Object({ worker_id: WorkerId }, { additionalProperties: false });
+/**
+ * POST /api/workers/claim (with the pool token): a worker's first and only claim of a credential
+ * for its id. `claim_key`: 32 random bytes (base64url) the worker stored before sending; the same
+ * key again (the first answer was lost) gets the same credential a new secret.
+ */
+export const ClaimRequest = Type.Object(
+  {
+    worker_id: WorkerId,
+    claim_key: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' })),
+  },
+  { additionalProperties: false },
+);
 export type ClaimRequest = Static<typeof ClaimRequest>;
 
 /** The answer to enroll and claim: the credential, shown this once; only its hash is stored. */

@@ -25,8 +25,8 @@ export interface NewToken {
 }
 
 /** A new secret of the given kind (a bearer token unless told). */
-export function generateToken(kind: SecretKind = 'token'): NewToken {
-  const id = randomBytes(8).toString('hex');
+/** A new secret of `kind`; with `id`, a new secret for that existing id (a repeated claim). */
+export function generateToken(kind: SecretKind = 'token', id: string = randomBytes(8).toString('hex')): NewToken {
   const token = `${SECRET_PREFIXES[kind]}_${id}_${randomBytes(32).toString('base64url')}`;
   return { id, token, secretSha256: hashToken(token) };
 }

@@ -3,19 +3,23 @@ import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 
 /**
- * A pass-through HTTP proxy in front of a real server that can hold back requests to one path:
- * they never reach the server, and `drop()` then resets their connections, which is what a
- * worker sees when the server dies before handling them. Used to put a kill -9 (of the worker or
- * of the server) inside a window that is otherwise a few microseconds wide.
+ * A pass-through HTTP proxy in front of a real server that can hold back requests to one path,
+ * before the server sees them or after it has answered, and `drop()` then resets their
+ * connections: what a worker sees when the server dies before handling a request, or after
+ * committing it but before its answer left. Used to put a kill -9 (of the worker or of the
+ * server) inside a window that is otherwise a few microseconds wide.
  */
 export interface HoldingProxy {
   url: string;
-  /** Requests to paths starting with `prefix` are held from now on, until `release()`. */
-  hold(prefix: string): void;
+  /**
+   * Requests to paths starting with `prefix` are held from now on, until `release()`: `before`
+   * the server (it never sees them) or `after` it (it handled them; the answer is withheld).
+   */
+  hold(prefix: string, when?: 'before' | 'after'): void;
   release(): void;
   /** How many requests are being held. */
   held(): number;
-  /** Reset the connections of the held requests (they never reached the server). */
+  /** Reset the connections of the held requests. */
   drop(): void;
   close(): Promise<void>;
 }
@@ -27,11 +31,12 @@ async function bodyOf(req: IncomingMessage): Promise<Buffer> {
 }
 
 export async function startHoldingProxy(target: string): Promise<HoldingProxy> {
-  let holding: string | null = null;
+  let holding: { prefix: string; when: 'before' | 'after' } | null = null;
   const held: ServerResponse[] = [];
   const server = createServer((req, res) => {
     void (async () => {
-      if (holding !== null && req.url?.startsWith(holding)) {
+      const hold = holding !== null && req.url?.startsWith(holding.prefix) ? holding.when : null;
+      if (hold === 'before') {
         held.push(res);
         req.resume();
         return;
@@ -48,6 +53,11 @@ export async function startHoldingProxy(target: string): Promise<HoldingProxy> {
           headers,
           ...(body.length > 0 ? { body } : {}),
         });
+        if (hold === 'after') {
+          await upstream.body.dump();
+          held.push(res);
+          return;
+        }
         const out: Record<string, string | string[]> = {};
         for (const [name, value] of Object.entries(upstream.headers)) {
           if (value !== undefined && !['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(name)) out[name] = value;
@@ -64,8 +74,8 @@ export async function startHoldingProxy(target: string): Promise<HoldingProxy> {
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/`,
-    hold: (prefix) => {
-      holding = prefix;
+    hold: (prefix, when = 'before') => {
+      holding = { prefix, when };
     },
     release: () => {
       holding = null;

@@ -4,12 +4,13 @@
  * updates through the real update flow with its own credential; its credential cannot act as
  * another worker; it rotates on an admin's request; and after the server's database is restored
  * from a backup older than its rotation it is refused, works on offline, and is back (without a
- * restart) once the operator revokes the old credential and re-enrolls it. No secret appears in
- * any line any process wrote.
+ * restart) once the operator revokes the old credential and re-enrolls it; a damaged
+ * credential.json neither stops nor rolls back the running version, and is repaired the same
+ * way. No secret appears in any line any process wrote.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, readFile, readlink, rm } from 'node:fs/promises';
+import { copyFile, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UpdateLab } from '../../scripts/lib/update-lab.js';
 import type { LogLine, ManagedProcess } from '../../scripts/lib/processes.js';
@@ -120,6 +121,38 @@ test('an enrolled worker updates with its own credential, rotates, and survives 
   await until('a heartbeat with the new credential', () =>
     output.some((line) => line.includes('"event":"worker_heartbeat"') && line.includes(`"credential_id":"${credentialId}"`) && line.includes('"status":200')),
   );
+
+  // A damaged credential.json under the supervisor: the running version neither exits nor is
+  // rolled back; it works on offline and says so once. Revoke and re-enroll repair it, no restart.
+  const said = (name: string) => worker.lines.filter((line) => line.includes(`"event":"${name}"`)).length;
+  const childStarts = () => said('worker_child_started');
+  const startsBefore = childStarts();
+  const damaged = worker.lines.length;
+  await writeFile(join(root, 'credential.json'), '{"worker_id": "truncated by a disk fault', { mode: 0o600 });
+  const unusable = await event(worker, 'worker_credential_unusable', () => true, damaged);
+  assert.equal(unusable['level'], 'error');
+  await event(worker, 'worker_heartbeat_failed', (line) => line['code'] === 'credential_unusable', damaged);
+  const offline = worker.lines.length;
+  await event(worker, 'worker_unit_done', () => true, offline);
+  await event(worker, 'worker_heartbeat_failed', (line) => line['code'] === 'credential_unusable', offline);
+  assert.equal(said('worker_credential_unusable'), 1, 'said once');
+  assert.ok(startsBefore >= 1);
+  assert.equal(await lab.api('POST', `/api/admin/workers/${first.worker_id}/revoke`, admin).then((r) => r.status), 200);
+  const repair = await lab.createToken('enroll', 'canary');
+  secrets.add(repair);
+  const repaired = await runCommand(join(root, 'current', 'bytebiota-worker'), ['enroll', '--server', lab.serverUrl, '--install-root', root], {
+    env: { ...process.env, BYTEBIOTA_ENROLLMENT_TOKEN: repair },
+  });
+  assert.equal(repaired.code, 0, repaired.stderr);
+  output.push(repaired.stdout, repaired.stderr);
+  const fourth = await credentialFile(root);
+  secrets.add(fourth.credential);
+  const fourthId = fourth.credential.split('_')[1];
+  await until('a heartbeat with the repaired credential', () =>
+    output.some((line) => line.includes('"event":"worker_heartbeat"') && line.includes(`"credential_id":"${fourthId}"`) && line.includes('"status":200')),
+  );
+  assert.equal(childStarts(), startsBefore, 'the worker ran on throughout: no restart, no rollback');
+  assert.equal((await readlink(join(root, 'current'))).split('/').pop(), '1.1.0');
 
   const text = output.join('\n');
   for (const secret of secrets) assert.ok(!text.includes(secret), `a secret (${secret.slice(0, 16)}...) reached a log`);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
@@ -57,8 +58,9 @@ function latest(workerId: string, auth: string): InjectOptions {
   return { url: `/api/worker-updates/latest?channel=stable&worker_id=${workerId}&current_version=1.3.0`, headers: bearer(auth) };
 }
 
-function claim(workerId: string, auth: string, remoteAddress = '127.0.0.1'): InjectOptions {
-  return { method: 'POST', url: '/api/workers/claim', headers: bearer(auth), payload: { worker_id: workerId }, remoteAddress };
+function claim(workerId: string, auth: string, remoteAddress = '127.0.0.1', claimKey?: string): InjectOptions {
+  const payload = { worker_id: workerId, ...(claimKey !== undefined ? { claim_key: claimKey } : {}) };
+  return { method: 'POST', url: '/api/workers/claim', headers: bearer(auth), payload, remoteAddress };
 }
 
 async function metricValue(server: TestServer, line: RegExp): Promise<number> {
@@ -228,6 +230,49 @@ describe('worker identity: enrollment, credentials, revocation', () => {
       assert.equal(res.statusCode, r.status, r.name);
       assert.equal(errorCode(res), r.code, r.name);
     }
+  });
+
+  test('claim repeated with its key (the answer was lost): the same credential with a new secret; any other key, none, or a revoked credential is 409', async () => {
+    const key = randomBytes(32).toString('base64url');
+    assert.equal((await server.app.inject(register('w-lost-answer', server.tokens.canary))).statusCode, 200);
+    const first = await server.app.inject(claim('w-lost-answer', server.tokens.canary, '10.0.0.1', key));
+    assert.equal(first.statusCode, 200);
+    const lost = first.json<{ credential: string }>().credential;
+    secretsSeen.push(lost);
+
+    const again = await server.app.inject(claim('w-lost-answer', server.tokens.canary, '10.0.0.1', key));
+    assert.equal(again.statusCode, 200, again.body);
+    const kept = again.json<{ worker_id: string; pool: string; credential: string }>();
+    secretsSeen.push(kept.credential);
+    assert.match(kept.credential, CREDENTIAL_PATTERN);
+    assert.equal(kept.credential.split('_')[1], lost.split('_')[1], 'the same credential id');
+    assert.notEqual(kept.credential, lost);
+    assert.equal((await server.app.inject(heartbeat('w-lost-answer', lost))).statusCode, 401, 'the lost secret is dead');
+    assert.equal((await server.app.inject(heartbeat('w-lost-answer', kept.credential))).statusCode, 200);
+    assert.ok(server.logs().some((l) => l['event'] === 'worker_claim_repeated' && l['worker_id'] === 'w-lost-answer' && l['level'] === 'info'));
+    assert.equal(await metricValue(server, /^bytebiota_worker_enrollments_total\{route="claim",result="reissued"\} (\d+)/m), 1);
+
+    const otherKey = randomBytes(32).toString('base64url');
+    for (const [name, request] of [
+      ['another key', claim('w-lost-answer', server.tokens.canary, '10.0.0.2', otherKey)],
+      ['no key', claim('w-lost-answer', server.tokens.canary, '10.0.0.2')],
+      ['the key, on an enrolled worker', claim('w-enrolled', server.tokens.canary, '10.0.0.2', key)],
+    ] as const) {
+      const res = await server.app.inject(request);
+      assert.equal(res.statusCode, 409, name);
+      assert.equal(errorCode(res), 'worker_already_enrolled', name);
+    }
+    assert.equal((await server.app.inject(heartbeat('w-lost-answer', kept.credential))).statusCode, 200, 'a refused claim changes nothing');
+
+    // Revoked: the key does not bring it back.
+    const revoked = await server.app.inject({ method: 'POST', url: '/api/admin/workers/w-lost-answer/revoke', headers: bearer(server.tokens.admin) });
+    assert.equal(revoked.statusCode, 200);
+    const afterRevoke = await server.app.inject(claim('w-lost-answer', server.tokens.canary, '10.0.0.1', key));
+    assert.equal(afterRevoke.statusCode, 409);
+    assert.equal((await server.app.inject(heartbeat('w-lost-answer', kept.credential))).statusCode, 401);
+
+    const malformed = await server.app.inject(claim('w-lost-answer', server.tokens.canary, '10.0.0.1', 'short'));
+    assert.equal(malformed.statusCode, 400);
   });
 
   test('admin API: create (token shown once), list (never the token), revoke enrollment tokens', async () => {

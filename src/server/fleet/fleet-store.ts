@@ -96,7 +96,13 @@ export interface FleetStore {
    * first claim wins, and a revoked worker cannot claim its way back in. Returns the credential
    * that was there first when refused.
    */
-  claimCredential(credential: CredentialRecord): Promise<{ claimed: true } | { claimed: false; existing: CredentialRecord }>;
+  claimCredential(credential: CredentialRecord, claimKeySha256?: Buffer): Promise<{ claimed: true } | { claimed: false; existing: CredentialRecord }>;
+  /**
+   * A repeated claim (its answer was lost): give the worker's live claimed credential
+   * `credentialId` the new secret `secretSha256`, if `claimKeySha256` is the hash of the key its
+   * first claim was made with. False, changing nothing, otherwise.
+   */
+  reissueClaimedCredential(change: { workerId: string; credentialId: string; claimKeySha256: Buffer; secretSha256: Buffer }): Promise<boolean>;
   /** A credential by its id, revoked or not (cached like tokens). */
   findCredential(id: string): Promise<CredentialRecord | null>;
   /** Revoke the worker's live credential; returns it, or null when the worker has none. */

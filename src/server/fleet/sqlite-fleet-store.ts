@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import { mkdirSync, realpathSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
@@ -810,13 +811,32 @@ export class SqliteFleetStore implements FleetStore {
     });
   }
 
-  async claimCredential(credential: CredentialRecord): Promise<{ claimed: true } | { claimed: false; existing: CredentialRecord }> {
+  async claimCredential(credential: CredentialRecord, claimKeySha256?: Buffer): Promise<{ claimed: true } | { claimed: false; existing: CredentialRecord }> {
     return this.writeReturning(() => {
       const existing = this.statements.newestCredentialOf.get(credential.workerId) as CredentialRow | undefined;
       if (existing) return { claimed: false as const, existing: credentialFromRow(existing) };
       this.authCache.clear();
       this.statements.insertCredential.run(credentialRow(credential));
+      if (claimKeySha256 !== undefined) {
+        this.db
+          .prepare('INSERT INTO credential_claim_keys (worker_id, credential_id, key_sha256, created_at) VALUES (?, ?, ?, ?)')
+          .run(credential.workerId, credential.id, claimKeySha256, credential.createdAt.toISOString());
+      }
       return { claimed: true as const };
+    });
+  }
+
+  async reissueClaimedCredential(change: { workerId: string; credentialId: string; claimKeySha256: Buffer; secretSha256: Buffer }): Promise<boolean> {
+    return this.writeReturning(() => {
+      const live = this.statements.liveCredentialOf.get(change.workerId) as CredentialRow | undefined;
+      if (!live || live.id !== change.credentialId || live.source !== 'claim') return false;
+      const key = this.db.prepare('SELECT key_sha256 FROM credential_claim_keys WHERE worker_id = ? AND credential_id = ?').get(change.workerId, live.id) as
+        | { key_sha256: Buffer }
+        | undefined;
+      if (!key || !timingSafeEqual(key.key_sha256, change.claimKeySha256)) return false;
+      this.authCache.clear();
+      this.db.prepare('UPDATE worker_credentials SET secret_sha256 = ? WHERE id = ?').run(change.secretSha256, live.id);
+      return true;
     });
   }
 

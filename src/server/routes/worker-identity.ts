@@ -7,7 +7,7 @@ import { HttpError } from '../http-error.js';
 import { addLogFields } from '../plugins/access-log.js';
 import type { RateLimitSettings } from '../app.js';
 import { requireAuth } from '../plugins/auth.js';
-import { bearerToken, generateToken, tokenIdOf, tokenMatches } from '../tokens.js';
+import { bearerToken, generateToken, hashToken, tokenIdOf, tokenMatches } from '../tokens.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
 
 export interface WorkerIdentityOptions {
@@ -161,7 +161,22 @@ export const workerIdentityRoutes: FastifyPluginAsyncTypebox<WorkerIdentityOptio
       if (worker.pool !== auth.pool) throw new HttpError(403, 'forbidden', `worker ${workerId} is not in this token's pool`);
 
       const issued = newCredential(request, { workerId, pool: auth.pool, source: 'claim', sourceTokenId: auth.tokenId, createdAt: app.clock.now() });
-      const outcome = await app.fleet.claimCredential(issued.record);
+      const claimKey = request.body.claim_key;
+      const keySha256 = claimKey === undefined ? undefined : hashToken(claimKey);
+      const outcome = await app.fleet.claimCredential(issued.record, keySha256);
+      if (!outcome.claimed && keySha256 !== undefined) {
+        // The same worker again, with the key of its first claim: that answer was lost on the way.
+        const again = generateToken('credential', outcome.existing.id);
+        if (await app.fleet.reissueClaimedCredential({ workerId, credentialId: outcome.existing.id, claimKeySha256: keySha256, secretSha256: again.secretSha256 })) {
+          app.serverMetrics.enrollments.inc({ route: 'claim', result: 'reissued' });
+          addLogFields(request, { result: 'reissued', pool: auth.pool, credential_id: outcome.existing.id });
+          request.log.info(
+            { event: 'worker_claim_repeated', worker_id: workerId, pool: auth.pool, credential_id: outcome.existing.id, token_id: auth.tokenId, client_address: request.ip },
+            'a repeated claim with the first claim\'s key: the credential gets a new secret',
+          );
+          return { worker_id: workerId, pool: auth.pool, credential: again.token };
+        }
+      }
       if (!outcome.claimed) {
         addLogFields(request, { result: 'worker_already_enrolled' });
         app.serverMetrics.enrollments.inc({ route: 'claim', result: 'worker_already_enrolled' });

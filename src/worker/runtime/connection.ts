@@ -17,13 +17,16 @@ import { parseRetryAfter, sleep as defaultSleep, type Backoff, type Sleep } from
 
 /**
  * Why a call to the server failed. The first three are the network's or the server's trouble and
- * worth retrying; the last three will fail the same way again until someone changes something.
+ * worth retrying; the rest will fail the same way again until someone changes something.
+ * `credential_unusable`: credential.json is damaged, so nothing was sent (no fallback to the pool
+ * token, which would undo a revocation).
  */
 export type ConnectionErrorCode =
   | 'server_unreachable'
   | 'server_busy'
   | 'server_error'
   | 'auth_rejected'
+  | 'credential_unusable'
   | 'request_rejected'
   | 'bad_response';
 
@@ -131,8 +134,9 @@ export class ServerClient {
   }
 
   /** POST /api/workers/claim, with the pool token: the migration of a worker that has only that. */
-  async claim(workerId: string, poolToken: string): Promise<CredentialResponse> {
-    return this.#credentialAnswer(await this.#postJson('/api/workers/claim', { worker_id: workerId }, 200, undefined, poolToken), 'claim');
+  async claim(workerId: string, poolToken: string, claimKey: string): Promise<CredentialResponse> {
+    const body = { worker_id: workerId, claim_key: claimKey };
+    return this.#credentialAnswer(await this.#postJson('/api/workers/claim', body, 200, undefined, poolToken), 'claim');
   }
 
   /** POST /api/workers/credential/rotate, with the current credential: a new one, pending until confirmed. */
@@ -265,9 +269,14 @@ export async function registerOnce(client: ServerClient, body: RegisterRequest):
   } catch (err) {
     if (!(err instanceof ConnectionError)) throw err;
     if (err.retryable) return { kind: 'unreachable', error: err };
-    if (err.code === 'auth_rejected') return { kind: 'auth_rejected', error: err };
+    if (err.code === 'auth_rejected' || err.code === 'credential_unusable') return { kind: 'auth_rejected', error: err };
     return { kind: 'rejected', error: err };
   }
+}
+
+/** The server refused who we are, or we could not say it (a damaged credential.json). */
+function isIdentityRefusal(err: unknown): err is ConnectionError {
+  return err instanceof ConnectionError && (err.code === 'auth_rejected' || err.code === 'credential_unusable');
 }
 
 export interface ConnectionOptions {
@@ -279,7 +288,7 @@ export interface ConnectionOptions {
   heartbeatBody(): HeartbeatRequest;
   /** Called with each new view of the server's policy (handshake and every heartbeat). */
   onPolicy(policy: ServerPolicy): void;
-  /** Called when the server refuses our credential or token (401/403); the loop goes on retrying. */
+  /** Called when the server refuses our credential or token (401/403), or credential.json is damaged; the loop goes on retrying. */
   onAuthRejected?(error: ConnectionError): void;
 }
 
@@ -303,7 +312,7 @@ export async function maintainConnection(options: ConnectionOptions, signal: Abo
         const retryAfterMs = err instanceof ConnectionError ? err.retryAfterMs : null;
         const delayMs = options.backoff.delayMs(failures, retryAfterMs);
         failures += 1;
-        if (err instanceof ConnectionError && err.code === 'auth_rejected') options.onAuthRejected?.(err);
+        if (isIdentityRefusal(err)) options.onAuthRejected?.(err);
         options.log.warn({ event: 'worker_register_failed', code: (err as { code?: string }).code, error: errorMessage(err), retry_in_ms: delayMs }, 'registration failed; will retry');
         await wait(delayMs, signal);
       }
@@ -329,7 +338,7 @@ export async function maintainConnection(options: ConnectionOptions, signal: Abo
     } catch (err) {
       const code = (err as { code?: string }).code;
       options.log.warn({ event: 'worker_heartbeat_failed', code, error: errorMessage(err) }, 'heartbeat failed');
-      if (err instanceof ConnectionError && err.code === 'auth_rejected') options.onAuthRejected?.(err);
+      if (isIdentityRefusal(err)) options.onAuthRejected?.(err);
       // A server that forgot us (restarted with a new database, say) answers 4xx: register again.
       if (code === 'request_rejected') policy = null;
       else if (err instanceof ConnectionError && err.retryAfterMs !== null) await wait(options.backoff.delayMs(failures, err.retryAfterMs), signal);

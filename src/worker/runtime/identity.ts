@@ -1,7 +1,8 @@
 import type { Logger } from '../../shared/logger.js';
 import { errorMessage } from '../../shared/errors.js';
 import type { InstallLayout } from '../install/install-layout.js';
-import { credentialFor, readCredential, writeCredential } from '../install/credential.js';
+import { CredentialFileError, credentialFor, readCredential, writeCredential, type WorkerCredentialFile } from '../install/credential.js';
+import { claimKeyFor, forgetClaimKey } from '../install/claim-key.js';
 import { ConnectionError, type BearerSource, type ServerClient } from './connection.js';
 
 /**
@@ -25,7 +26,15 @@ export function credentialIdOf(credential: string): string | null {
  */
 export function credentialBearer(layout: InstallLayout, serverUrl: string, poolToken: string | null): BearerSource {
   return async (rejected) => {
-    const stored = credentialFor(await readCredential(layout), serverUrl);
+    let stored: WorkerCredentialFile | null;
+    try {
+      stored = credentialFor(await readCredential(layout), serverUrl);
+    } catch (err) {
+      // Damaged: send nothing rather than the pool token. The worker works on offline and says so;
+      // the file is read again before the next request, so a repair needs no restart.
+      if (err instanceof CredentialFileError) throw new ConnectionError('credential_unusable', err.message, { cause: err });
+      throw err;
+    }
     if (rejected === undefined) {
       if (stored !== null) return stored.credential;
       return poolToken;
@@ -66,31 +75,40 @@ export async function enroll(
   return { kind: 'enrolled', credentialId };
 }
 
-export type ClaimOutcome = 'claimed' | 'already_enrolled' | 'not_needed' | 'failed';
+/** `retry`: no answer (network, server down or busy), so the claim may or may not have been committed. */
+export type ClaimOutcome = 'claimed' | 'already_enrolled' | 'not_needed' | 'retry' | 'failed';
 
 /**
  * The in-band migration (docs/protocol.md, section 3): a worker with only its pool token, talking
- * to a server that lists `claim` in `accepts.identity`, claims its credential once. A 409 means
- * this id already has (or had) a credential: someone else claimed it, and this worker keeps its
- * pool token.
+ * to a server that lists `claim` in `accepts.identity`, claims its credential once. The claim
+ * carries a key stored before it is sent (install/claim-key.ts): repeated after a lost answer,
+ * it gets this worker its credential. A 409 means this id already has (or had) a credential
+ * claimed without that key: someone else's, and this worker keeps its pool token.
  */
 export async function claimCredential(ctx: IdentityContext, poolToken: string): Promise<ClaimOutcome> {
   if (credentialFor(await readCredential(ctx.layout), ctx.serverUrl) !== null) return 'not_needed';
   try {
-    const answer = await ctx.client.claim(ctx.workerId, poolToken);
+    const claimKey = await claimKeyFor(ctx.layout, ctx.workerId, ctx.serverUrl);
+    const answer = await ctx.client.claim(ctx.workerId, poolToken, claimKey);
     await writeCredential(ctx.layout, { worker_id: ctx.workerId, server_url: ctx.serverUrl, credential: answer.credential });
+    await forgetClaimKey(ctx.layout);
     ctx.log.info({ event: 'worker_credential_claimed', pool: answer.pool, credential_id: credentialIdOf(answer.credential) }, 'claimed this worker\'s own credential; the pool token is no longer used');
     return 'claimed';
   } catch (err) {
     if (err instanceof ConnectionError && err.serverCode === 'worker_already_enrolled') {
+      await forgetClaimKey(ctx.layout);
       ctx.log.error(
         { event: 'worker_claim_refused', code: 'worker_already_enrolled' },
         `worker id ${ctx.workerId} already has (or had) a credential: another install claimed or enrolled this id. This worker keeps using the pool token; give it its own id, or have an admin revoke the other and enroll this one`,
       );
       return 'already_enrolled';
     }
-    ctx.log.warn({ event: 'worker_claim_failed', code: (err as { code?: string }).code, server_code: (err as { serverCode?: string }).serverCode, error: errorMessage(err) }, 'claim failed; the pool token stays in use');
-    return 'failed';
+    const retry = err instanceof ConnectionError && err.retryable;
+    ctx.log.warn(
+      { event: 'worker_claim_failed', code: (err as { code?: string }).code, server_code: (err as { serverCode?: string }).serverCode, error: errorMessage(err) },
+      retry ? 'claim failed; the pool token stays in use, and the claim is repeated (same key) after a later heartbeat' : 'claim failed; the pool token stays in use',
+    );
+    return retry ? 'retry' : 'failed';
   }
 }
 

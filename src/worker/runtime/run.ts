@@ -70,7 +70,7 @@ export function processSupervisorChannel(): SupervisorChannel | null {
  * this server, and finish a rotation a kill left half done (docs/protocol.md, section 3). Neither
  * stops the worker: it works on, and logs what the operator must do.
  */
-async function startIdentity(identity: IdentityContext, config: RunConfig, facts: { platform: string }): Promise<void> {
+async function startIdentity(identity: IdentityContext, config: RunConfig, facts: { platform: string }): Promise<{ confirmPending: boolean }> {
   if (config.enrollmentToken !== null) {
     try {
       await enroll(identity, { enrollmentToken: config.enrollmentToken, platform: facts.platform, channel: config.channel, replace: false });
@@ -83,9 +83,10 @@ async function startIdentity(identity: IdentityContext, config: RunConfig, facts
     }
   }
   try {
-    await confirmPendingCredential(identity);
+    return { confirmPending: (await confirmPendingCredential(identity)) === 'retry' };
   } catch (err) {
     identity.log.warn({ event: 'worker_identity_failed', error: errorMessage(err) }, 'could not finish a pending credential rotation; will try again');
+    return { confirmPending: true };
   }
 }
 
@@ -169,7 +170,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   const dispatcher = link?.dispatcher ?? null;
   const identity: IdentityContext | null =
     client !== null && config.serverUrl !== null ? { client, layout, serverUrl: config.serverUrl, workerId, log } : null;
-  if (identity !== null) await startIdentity(identity, config, { platform });
+  const identityAtStart = identity !== null ? await startIdentity(identity, config, { platform }) : { confirmPending: false };
   const telemetry = new UpdateTelemetry({ log, workerId, platform, metrics, forward: channel ? (m) => channel.send(m) : null, queue: link?.queue ?? null });
 
   const updatesConfigured = client !== null && config.trustedKeys.length > 0;
@@ -187,7 +188,8 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
     if (client === null || config.serverUrl === null) return { staged: false, outcome: { kind: 'done' } };
     // The credential (or pool token) as stored now: a rotation during the attempt fails one
     // download at worst, resumed at the next check.
-    const bearer = await client.bearer();
+    // A damaged credential.json: no check until it is repaired (the connection loop says why).
+    const bearer = await client.bearer().catch(() => null);
     if (bearer === null) return { staged: false, outcome: { kind: 'done' } };
     const correlationId = randomUUID();
     let attemptedVersion: string | null = null;
@@ -351,21 +353,26 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   });
 
   // Identity after each handshake and heartbeat: the one claim of a worker with only its pool
-  // token, and rotation when the server asks. One at a time, never overlapping.
+  // token, rotation when the server asks, and the confirm of a rotation whose answer was lost (the
+  // server may have committed it and no longer asks: until confirmed, every request would first
+  // try the old credential). One at a time, never overlapping.
   let identityBusy = false;
   let claimTried = false;
+  let confirmPending = identityAtStart.confirmPending;
   const afterPolicy = (next: ServerPolicy): void => {
     if (identity === null || identityBusy) return;
     const claim = !claimTried && config.token !== null && (next.accepts?.identity?.includes('claim') ?? false);
-    if (!claim && !next.rotateCredential) return;
+    const rotate = next.rotateCredential && (next.accepts?.identity?.includes('rotate') ?? false);
+    if (!claim && !rotate && !confirmPending) return;
     identityBusy = true;
     const work = (async () => {
       if (claim && config.token !== null) {
-        claimTried = true;
-        await claimCredential(identity, config.token);
-      } else if (next.rotateCredential && (next.accepts?.identity?.includes('rotate') ?? false)) {
+        claimTried = (await claimCredential(identity, config.token)) !== 'retry';
+      } else if (rotate) {
         log.info({ event: 'worker_credential_rotation_requested' }, 'the server asks for a new credential; rotating');
-        await rotateCredential(identity);
+        confirmPending = (await rotateCredential(identity)) === 'retry';
+      } else {
+        confirmPending = (await confirmPendingCredential(identity)) === 'retry';
       }
     })()
       .catch((err: unknown) => log.warn({ event: 'worker_identity_failed', error: errorMessage(err) }, 'claim or rotation failed; will try again'))
@@ -376,12 +383,21 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   };
 
   // A refused credential (revoked, or unknown after the server's database was restored from an
-  // older backup): said once at error, with what to do. The worker works on offline and retries;
-  // it neither re-enrolls by itself (that would undo a revocation) nor falls back to the pool token.
+  // older backup), or a damaged credential.json: said once at error, with what to do. The worker
+  // works on offline and retries, and counts as ready (a new version would not fix this, so the
+  // supervisor must not roll back over it); it neither re-enrolls by itself (that would undo a
+  // revocation) nor falls back to the pool token.
   let authRejectedSaid = false;
   const onAuthRejected = (err: ConnectionError): void => {
     if (authRejectedSaid) return;
     authRejectedSaid = true;
+    if (err.code === 'credential_unusable') {
+      log.error(
+        { event: 'worker_credential_unusable', code: err.code, error: err.message },
+        'credential.json is damaged: working offline and retrying; revoke this worker and re-enroll it (docs/runbooks/worker-identity.md)',
+      );
+      return;
+    }
     log.error(
       { event: 'worker_credential_rejected', status: err.status, server_code: err.serverCode },
       'the server refuses this worker\'s credential or token (revoked, or unknown after a database restore): working offline and retrying; re-enroll it (docs/runbooks/worker-identity.md)',

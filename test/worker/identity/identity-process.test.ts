@@ -249,6 +249,46 @@ describe('worker identity, worker processes', { concurrency: 1 }, () => {
     await twin.exited;
   });
 
+  for (const after of ['the worker retries', 'the worker is killed -9 and restarted'] as const) {
+    test(`migration in band: a claim whose answer is lost is repeated with its stored key, and ${after}: the worker gets its credential, no refusal`, async () => {
+      const root = await freshRoot();
+      const env = { BYTEBIOTA_WORKER_TOKEN: server.tokens.canary };
+      let worker = spawn(['run', '--server', proxy.url, '--install-root', root], env);
+      proxy.hold('/api/workers/claim', 'after');
+      await until('the claim to be answered by the server and held', () => proxy.held() === 1);
+      const claimKey = (JSON.parse(await readFile(join(root, 'claim.json'), 'utf8')) as { claim_key: string }).claim_key;
+      secrets.add(claimKey);
+      assert.equal((await stat(join(root, 'claim.json'))).mode & 0o777, 0o600);
+      if (after === 'the worker is killed -9 and restarted') {
+        worker.kill('SIGKILL');
+        await worker.exited;
+        proxy.drop();
+        proxy.release();
+        worker = spawn(['run', '--server', proxy.url, '--install-root', root], env);
+      } else {
+        proxy.drop();
+        const failed = await worker.waitForLine(event('worker_claim_failed'));
+        assert.equal(failed['code'], 'server_unreachable');
+        proxy.release();
+      }
+      await worker.waitForLine(event('worker_credential_claimed'));
+      const file = await stored(root);
+      const issued = server.logs().filter((l) => l['event'] === 'worker_claimed' && l['worker_id'] === file.worker_id);
+      assert.equal(issued.length, 1, 'claimed once');
+      assert.equal(file.credential.split('_')[1], issued[0]!['credential_id'], 'the credential of the first claim');
+      assert.ok(server.logs().some((l) => l['event'] === 'worker_claim_repeated' && l['worker_id'] === file.worker_id));
+      assert.equal(worker.lines.filter(event('worker_claim_refused')).length, 0);
+      assert.equal(server.logs().filter((l) => l['event'] === 'worker_claim_refused' && l['worker_id'] === file.worker_id).length, 0, 'no false alarm');
+      await assert.rejects(stat(join(root, 'claim.json')), { code: 'ENOENT' }, 'the key is forgotten once the credential is stored');
+      const credentialId = file.credential.split('_')[1];
+      await until('a heartbeat with the claimed credential', () =>
+        server.logs().some((l) => l['event'] === 'worker_heartbeat' && l['worker_id'] === file.worker_id && l['credential_id'] === credentialId),
+      );
+      worker.kill();
+      await worker.exited;
+    });
+  }
+
   test('no secret appears in any worker or server output', () => {
     const text = [
       ...programs.flatMap((p) => p.lines.map((line) => JSON.stringify(line))),

@@ -4,6 +4,7 @@ import { sql as servedSerials } from './003-served-serials.js';
 import { sql as rollouts } from './004-rollouts.js';
 import { sql as workerIdentity } from './005-worker-identity.js';
 import { sql as credentialRotation } from './006-credential-rotation.js';
+import { sql as claimKeys } from './007-claim-keys.js';
 
 /**
  * Schema migrations, applied in order at start, each once, each in its own transaction. They are
@@ -23,4 +24,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: 'rollouts', sql: rollouts },
   { version: 5, name: 'worker-identity', sql: workerIdentity },
   { version: 6, name: 'credential-rotation', sql: credentialRotation },
+  { version: 7, name: 'claim-keys', sql: claimKeys },
 ];
