@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, InjectOptions } from 'fastify';
 import { buildApp, type AppDeps } from '../../src/server/app.js';
 import { SqliteFleetStore, type SqliteFleetStoreOptions } from '../../src/server/fleet/sqlite-fleet-store.js';
 import { generateToken, type TokenRole } from '../../src/server/tokens.js';
@@ -110,4 +110,18 @@ export async function startTestServer(overrides: Partial<AppDeps> = {}, fleetOpt
 
 export function bearer(token: string): { authorization: string } {
   return { authorization: `Bearer ${token}` };
+}
+
+/** A worker's register and heartbeat as `auth` (a pool token or a credential), at version 1.3.0 on linux-x64. */
+export function registerAs(workerId: string, auth: string): InjectOptions {
+  return {
+    method: 'POST',
+    url: '/api/workers/register',
+    headers: bearer(auth),
+    payload: { worker_id: workerId, current_version: '1.3.0', platform: 'linux-x64', channel: 'stable' },
+  };
+}
+
+export function heartbeatAs(workerId: string, auth: string): InjectOptions {
+  return { method: 'POST', url: '/api/workers/heartbeat', headers: bearer(auth), payload: { worker_id: workerId, current_version: '1.3.0', state: 'working' } };
 }

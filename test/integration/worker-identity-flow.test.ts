@@ -106,21 +106,24 @@ test('an enrolled worker updates with its own credential, rotates, and survives 
 
   // The operator: revoke the credential the backup holds, and re-enroll the machine. The running
   // worker reads credential.json before its next request: no restart.
-  assert.equal((await lab.api('POST', `/api/admin/workers/${first.worker_id}/revoke`, admin)).status, 200);
-  const again = await lab.createToken('enroll', 'canary');
-  secrets.add(again);
-  const enrolled = await runCommand(join(root, 'current', 'bytebiota-worker'), ['enroll', '--server', lab.serverUrl, '--install-root', root], {
-    env: { ...process.env, BYTEBIOTA_ENROLLMENT_TOKEN: again },
-  });
-  assert.equal(enrolled.code, 0, enrolled.stderr);
-  output.push(enrolled.stdout, enrolled.stderr);
-  const third = await credentialFile(root);
-  secrets.add(third.credential);
-  assert.equal(third.worker_id, first.worker_id, 'the same worker id');
-  const credentialId = third.credential.split('_')[1];
-  await until('a heartbeat with the new credential', () =>
-    output.some((line) => line.includes('"event":"worker_heartbeat"') && line.includes(`"credential_id":"${credentialId}"`) && line.includes('"status":200')),
-  );
+  const revokeAndReenroll = async (): Promise<void> => {
+    assert.equal((await lab.api('POST', `/api/admin/workers/${first.worker_id}/revoke`, admin)).status, 200);
+    const again = await lab.createToken('enroll', 'canary');
+    secrets.add(again);
+    const enrolled = await runCommand(join(root, 'current', 'bytebiota-worker'), ['enroll', '--server', lab.serverUrl, '--install-root', root], {
+      env: { ...process.env, BYTEBIOTA_ENROLLMENT_TOKEN: again },
+    });
+    assert.equal(enrolled.code, 0, enrolled.stderr);
+    output.push(enrolled.stdout, enrolled.stderr);
+    const renewed = await credentialFile(root);
+    secrets.add(renewed.credential);
+    assert.equal(renewed.worker_id, first.worker_id, 'the same worker id');
+    const credentialId = renewed.credential.split('_')[1];
+    await until('a heartbeat with the new credential', () =>
+      output.some((line) => line.includes('"event":"worker_heartbeat"') && line.includes(`"credential_id":"${credentialId}"`) && line.includes('"status":200')),
+    );
+  };
+  await revokeAndReenroll();
 
   // A damaged credential.json under the supervisor: the running version neither exits nor is
   // rolled back; it works on offline and says so once. Revoke and re-enroll repair it, no restart.
@@ -137,20 +140,7 @@ test('an enrolled worker updates with its own credential, rotates, and survives 
   await event(worker, 'worker_heartbeat_failed', (line) => line['code'] === 'credential_unusable', offline);
   assert.equal(said('worker_credential_unusable'), 1, 'said once');
   assert.ok(startsBefore >= 1);
-  assert.equal(await lab.api('POST', `/api/admin/workers/${first.worker_id}/revoke`, admin).then((r) => r.status), 200);
-  const repair = await lab.createToken('enroll', 'canary');
-  secrets.add(repair);
-  const repaired = await runCommand(join(root, 'current', 'bytebiota-worker'), ['enroll', '--server', lab.serverUrl, '--install-root', root], {
-    env: { ...process.env, BYTEBIOTA_ENROLLMENT_TOKEN: repair },
-  });
-  assert.equal(repaired.code, 0, repaired.stderr);
-  output.push(repaired.stdout, repaired.stderr);
-  const fourth = await credentialFile(root);
-  secrets.add(fourth.credential);
-  const fourthId = fourth.credential.split('_')[1];
-  await until('a heartbeat with the repaired credential', () =>
-    output.some((line) => line.includes('"event":"worker_heartbeat"') && line.includes(`"credential_id":"${fourthId}"`) && line.includes('"status":200')),
-  );
+  await revokeAndReenroll();
   assert.equal(childStarts(), startsBefore, 'the worker ran on throughout: no restart, no rollback');
   assert.equal((await readlink(join(root, 'current'))).split('/').pop(), '1.1.0');
 

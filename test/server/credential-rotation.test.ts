@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
-import { bearer, startTestServer, type TestServer } from '../helpers/server-app.js';
+import { bearer, heartbeatAs as heartbeat, registerAs as register, startTestServer, type TestServer } from '../helpers/server-app.js';
 import { SERVER_FIXTURE_NOW } from '../helpers/server-fixtures.js';
 
 /**
@@ -17,17 +17,6 @@ function errorCode(res: { body: string }): string {
 
 const secretsSeen: string[] = [];
 
-function heartbeat(workerId: string, auth: string): InjectOptions {
-  return { method: 'POST', url: '/api/workers/heartbeat', headers: bearer(auth), payload: { worker_id: workerId, current_version: '1.3.0', state: 'working' } };
-}
-function register(workerId: string, auth: string): InjectOptions {
-  return {
-    method: 'POST',
-    url: '/api/workers/register',
-    headers: bearer(auth),
-    payload: { worker_id: workerId, current_version: '1.3.0', platform: 'linux-x64', channel: 'stable' },
-  };
-}
 const rotate = (auth: string): InjectOptions => ({ method: 'POST', url: '/api/workers/credential/rotate', headers: bearer(auth) });
 const confirm = (auth: string): InjectOptions => ({ method: 'POST', url: '/api/workers/credential/confirm', headers: bearer(auth) });
 

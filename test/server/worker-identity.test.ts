@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
-import { bearer, startTestServer, type TestServer } from '../helpers/server-app.js';
+import { bearer, heartbeatAs as heartbeat, registerAs as register, startTestServer, type TestServer } from '../helpers/server-app.js';
 import { publishRelease, releaseFor } from '../helpers/server-fixtures.js';
 
 /**
@@ -32,18 +32,7 @@ async function enrolled(server: TestServer, enrollmentToken: string, workerId: s
   return body.credential;
 }
 
-function register(workerId: string, auth: string): InjectOptions {
-  return {
-    method: 'POST',
-    url: '/api/workers/register',
-    headers: bearer(auth),
-    payload: { worker_id: workerId, current_version: '1.3.0', platform: 'linux-x64', channel: 'stable' },
-  };
-}
 
-function heartbeat(workerId: string, auth: string): InjectOptions {
-  return { method: 'POST', url: '/api/workers/heartbeat', headers: bearer(auth), payload: { worker_id: workerId, current_version: '1.3.0', state: 'working' } };
-}
 
 function report(workerId: string, auth: string): InjectOptions {
   return {
