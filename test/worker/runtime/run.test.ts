@@ -60,6 +60,8 @@ const MANIFEST_ETAG = '"m5"';
  */
 async function updateServer(options: {
   accepts: boolean;
+  /** The identity routes `accepts` lists; none (a server from before worker identity) when omitted. */
+  identity?: string[];
   artifact?: Buffer;
   recheck?: 'offered' | 'no_release' | 'unavailable';
   /** Runs before the first manifest is answered. */
@@ -78,7 +80,8 @@ async function updateServer(options: {
     }),
     [key],
   );
-  const accepts = options.accepts ? { accepts: { report_fields: ['serial'], reasons: [...REASON_CODES] } } : {};
+  const identity = options.identity !== undefined ? { identity: options.identity } : {};
+  const accepts = options.accepts ? { accepts: { report_fields: ['serial'], reasons: [...REASON_CODES], ...identity } } : {};
   const sendManifest = (req: RecordedRequest, res: ServerResponse): void => {
     if (req.headers['if-none-match'] === MANIFEST_ETAG) res.writeHead(304, { etag: MANIFEST_ETAG }).end();
     else res.writeHead(200, { 'content-type': 'application/json', etag: MANIFEST_ETAG }).end(manifest);
@@ -314,6 +317,41 @@ describe('bytebiota-worker run', { timeout: 300_000 }, () => {
       await server.close();
     }
   });
+
+  const servers = [
+    { name: 'a first-protocol server (no accepts)', accepts: false },
+    { name: 'a server from before worker identity (accepts without identity)', accepts: true },
+    { name: 'a server that lists claim', accepts: true, identity: ['claim'] },
+  ];
+  for (const kind of servers) {
+    test(`a worker with only the pool token claims a credential only from a server that lists claim: ${kind.name}`, async () => {
+      const server = await updateServer(kind);
+      try {
+        const root = await installRoot();
+        const program = worker(['run', '--install-root', root, '--server', server.url], { BYTEBIOTA_WORKER_TOKEN: 'tok' });
+        if (kind.identity !== undefined) {
+          // This test server has no claim route: a 404, which is not retried.
+          const failed = await program.waitForLine(eventIs('worker_claim_failed'));
+          assert.equal(failed['code'], 'request_rejected');
+        }
+        const beats = server.heartbeats().length;
+        await until('two more heartbeats', () => server.heartbeats().length >= beats + 2);
+        const identityCalls = server.requests.filter((r) => r.url.startsWith('/api/workers/claim') || r.url.startsWith('/api/workers/credential') || r.url.startsWith('/api/workers/enroll'));
+        if (kind.identity === undefined) {
+          assert.deepEqual(identityCalls, [], 'no identity route on a server that does not list it');
+        } else {
+          assert.equal(identityCalls.length, 1, 'claimed once, not again at each heartbeat');
+          assert.match(String((JSON.parse(identityCalls[0]!.body) as Record<string, unknown>)['claim_key']), /^[A-Za-z0-9_-]{43}$/);
+        }
+        assert.ok(server.requests.every((r) => r.headers['authorization'] === 'Bearer tok'), 'the pool token throughout');
+        await assert.rejects(readFile(join(root, 'credential.json')), { code: 'ENOENT' });
+        program.kill('SIGTERM');
+        assert.equal((await program.exited).code, 0);
+      } finally {
+        await server.close();
+      }
+    });
+  }
 
   test('an older server (no accepts) is not asked again, and gets first-protocol reports', async () => {
     const server = await updateServer({ accepts: false, recheck: 'no_release' });
