@@ -24,8 +24,7 @@ export interface NewToken {
   secretSha256: Buffer;
 }
 
-/** A new secret of the given kind (a bearer token unless told). */
-/** A new secret of `kind`; with `id`, a new secret for that existing id (a repeated claim). */
+/** A new secret of `kind` (a bearer token unless told); with `id`, a new secret for that existing id (a repeated claim). */
 export function generateToken(kind: SecretKind = 'token', id: string = randomBytes(8).toString('hex')): NewToken {
   const token = `${SECRET_PREFIXES[kind]}_${id}_${randomBytes(32).toString('base64url')}`;
   return { id, token, secretSha256: hashToken(token) };
