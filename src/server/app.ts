@@ -59,6 +59,8 @@ export interface AppDeps {
   refusePoolTokens?: boolean;
   /** Ask workers to rotate credentials older than this (`--credential-max-age`); default 90 days. */
   credentialMaxAgeSeconds?: number;
+  /** Reverse proxies whose X-Forwarded-For gives the client address (`--trusted-proxy`); default none. */
+  trustedProxies?: readonly string[];
 }
 
 export const DEFAULT_CREDENTIAL_MAX_AGE_SECONDS = 90 * 86_400;
@@ -167,6 +169,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: requestIdFrom,
     requestIdHeader: false,
     bodyLimit: deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
+    // request.ip, which the rate limits and the logged client addresses use: the TCP peer unless
+    // it is a trusted proxy, whose X-Forwarded-For is then followed to the first untrusted hop.
+    trustProxy: deps.trustedProxies !== undefined && deps.trustedProxies.length > 0 ? [...deps.trustedProxies] : false,
     exposeHeadRoutes: false,
     return503OnClosing: true,
     // Strict validation: a field the schema does not know is refused, never silently dropped,

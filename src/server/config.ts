@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { pickSetting, readConfigFile } from '../shared/config-sources.js';
 import { errorMessage, UsageError } from '../shared/errors.js';
 import { parseDurationMs } from '../shared/duration.js';
@@ -41,6 +42,12 @@ export interface ServeConfig {
   enrollRateLimitMax: number;
   /** Workers are asked to rotate credentials older than this: `90d`, `12h`, `30m` (shared/duration.ts). */
   credentialMaxAge: string;
+  /**
+   * Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed: the client
+   * address (rate limits per address, logged addresses) is then the first one not in this list.
+   * Empty: the TCP peer, and X-Forwarded-For is ignored (anyone can send it).
+   */
+  trustedProxies: string[];
 }
 
 export const DB_SYNC_MODES = ['full', 'normal'] as const;
@@ -171,7 +178,17 @@ export const SETTINGS: readonly Setting[] = [
     default: 10,
   },
   { field: 'credentialMaxAge', flag: 'credential-max-age', env: 'BYTEBIOTA_CREDENTIAL_MAX_AGE', fileKey: 'credential_max_age', kind: 'string', default: '90d' },
+  { field: 'trustedProxies', flag: 'trusted-proxy', env: 'BYTEBIOTA_TRUSTED_PROXIES', fileKey: 'trusted_proxies', kind: 'list', default: [] },
 ];
+
+/** An IPv4 or IPv6 address, or one with a /prefix (a CIDR range). */
+function isAddressOrRange(entry: string): boolean {
+  const [address, prefix, ...rest] = entry.split('/');
+  const family = isIP(address ?? '');
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
 
 /** Values as commander parsed them: strings, or string arrays for repeatable flags. */
 export type FlagValues = Record<string, string | string[] | boolean | undefined>;
@@ -195,6 +212,8 @@ function convert(setting: Setting, raw: unknown, source: string): string | numbe
       throw new UsageError(`${where}: expected a list of strings`);
     }
     const cleaned = items.map((item) => item.trim()).filter((item) => item !== '');
+    const notAddress = setting.field === 'trustedProxies' ? cleaned.find((item) => !isAddressOrRange(item)) : undefined;
+    if (notAddress !== undefined) throw new UsageError(`${where}: ${JSON.stringify(notAddress)} is not an IP address or CIDR range`);
     return cleaned;
   }
   if (setting.kind === 'string') {

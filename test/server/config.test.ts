@@ -83,6 +83,23 @@ describe('serve configuration', () => {
     );
   });
 
+  test('trusted proxies: none by default; addresses and CIDR ranges from a repeated flag, a comma list or a JSON list; anything else refused', async () => {
+    const required = { store: 's', db: 'd', releaseKey: [key.publicKeyBase64] };
+    assert.deepEqual((await resolveServeConfig(required, {})).trustedProxies, []);
+    assert.deepEqual((await resolveServeConfig({ ...required, trustedProxy: ['10.0.0.0/8', '::1'] }, {})).trustedProxies, ['10.0.0.0/8', '::1']);
+    assert.deepEqual((await resolveServeConfig(required, { BYTEBIOTA_TRUSTED_PROXIES: '127.0.0.1, fd00::/8' })).trustedProxies, ['127.0.0.1', 'fd00::/8']);
+    const file = join(dir, 'proxies.json');
+    await writeFile(file, JSON.stringify({ trusted_proxies: ['192.168.0.10'] }));
+    assert.deepEqual((await resolveServeConfig({ ...required, config: file }, {})).trustedProxies, ['192.168.0.10']);
+    for (const bad of ['proxy.example', '10.0.0.0/33', '::1/129', '10.0.0.1/8/1', '10.0.0.0/', 'true']) {
+      await assert.rejects(
+        resolveServeConfig({ ...required, trustedProxy: [bad] }, {}),
+        (err: unknown) => err instanceof UsageError && /--trusted-proxy.*is not an IP address or CIDR range/.test(err.message),
+        bad,
+      );
+    }
+  });
+
   test('release keys: base64, a .pub file, a PEM file; bad keys and impossible thresholds are refused', async () => {
     const pubFile = join(dir, 'release.pub');
     await writeFile(pubFile, `${key.publicKeyBase64}\n`);

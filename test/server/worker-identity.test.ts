@@ -362,6 +362,26 @@ describe('rate limits for identity', () => {
     }
   });
 
+  test('behind a trusted proxy the limit and the logged address are the X-Forwarded-For client; from anyone else the header is ignored', async () => {
+    const server = await startTestServer({ enrollRateLimit: { max: 2, windowSeconds: 60 }, trustedProxies: ['10.9.0.0/16'] });
+    try {
+      const payload = { enrollment_token: `bbe_0123456789abcdef_${'A'.repeat(43)}`, worker_id: 'w-guess' };
+      const attempt = (remoteAddress: string, forwardedFor: string) =>
+        server.app.inject({ method: 'POST', url: '/api/workers/enroll', payload, remoteAddress, headers: { 'x-forwarded-for': forwardedFor } });
+      // Through the proxy: each client has its own budget.
+      for (let i = 0; i < 2; i += 1) assert.equal((await attempt('10.9.0.1', '203.0.113.7')).statusCode, 401);
+      assert.equal((await attempt('10.9.0.1', '203.0.113.7')).statusCode, 429);
+      assert.equal((await attempt('10.9.0.1', '203.0.113.8')).statusCode, 401, 'another client behind the same proxy');
+      const logged = server.logs().filter((l) => l['route'] === '/api/workers/enroll').map((l) => l['client_address']);
+      assert.ok(logged.includes('203.0.113.7') && !logged.includes('10.9.0.1'), JSON.stringify(logged));
+      // Not a trusted proxy: its X-Forwarded-For is a lie it could vary to escape the limit.
+      for (let i = 0; i < 2; i += 1) assert.equal((await attempt('198.51.100.5', `192.0.2.${i}`)).statusCode, 401);
+      assert.equal((await attempt('198.51.100.5', '192.0.2.99')).statusCode, 429);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('the per-token rate limit keys on the credential: one worker throttled, another of its pool not', async () => {
     const server = await startTestServer({ rateLimit: { max: 2, windowSeconds: 60 } });
     try {

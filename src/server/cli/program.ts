@@ -20,7 +20,8 @@ export function buildProgram(env: Record<string, string | undefined>, print: (li
     .option('--config <file>', 'JSON config file (env BYTEBIOTA_CONFIG)');
   for (const setting of SETTINGS) {
     const label = setting.kind === 'flag' ? `--${setting.flag}` : `--${setting.flag} <value>`;
-    const help = `${setting.fileKey} (env ${setting.env}${setting.default !== undefined ? `, default ${String(setting.default)}` : ''})`;
+    const shownDefault = Array.isArray(setting.default) && setting.default.length === 0 ? 'none' : setting.default;
+    const help = `${setting.fileKey} (env ${setting.env}${shownDefault !== undefined ? `, default ${String(shownDefault)}` : ''})`;
     if (setting.kind === 'list') serveCommand.option(label, `${help}; repeatable`, collect);
     else serveCommand.option(label, help);
   }

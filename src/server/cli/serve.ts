@@ -63,6 +63,7 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
       refusePoolTokens: config.refusePoolTokens,
       credentialMaxAgeSeconds: parseDurationMs(config.credentialMaxAge) / 1000,
       enrollRateLimit: { max: config.enrollRateLimitMax, windowSeconds: config.rateLimitWindowSeconds },
+      trustedProxies: config.trustedProxies,
       rollouts: {
         defaultPlan: config.defaultRolloutPlan,
         evalIntervalSeconds: config.rolloutEvalIntervalSeconds,
@@ -120,6 +121,7 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
         refuse_pool_tokens: config.refusePoolTokens,
         enroll_rate_limit_max: config.enrollRateLimitMax,
         credential_max_age: config.credentialMaxAge,
+        trusted_proxies: config.trustedProxies,
       },
       `listening on ${url}`,
     );
