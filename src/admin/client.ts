@@ -93,12 +93,6 @@ export interface WorkerExplanation {
   steps: ExplainStep[];
 }
 
-/**
- * Why a call to the server did not give its answer. `code` is the server's own error code
- * (`rollout_state_conflict`, `invalid_token`, ...) when it refused; `server_unreachable` when no
- * HTTP answer came; `unexpected_response` when the answer was not the server's JSON (a proxy's
- * error page, a redirect). `status` is the HTTP status, null when there was none.
- */
 /** An enrollment token as the server lists it (never its secret). */
 export interface EnrollmentTokenView {
   id: string;
@@ -112,6 +106,12 @@ export interface EnrollmentTokenView {
   revoked_at: string | null;
 }
 
+/**
+ * Why a call to the server did not give its answer. `code` is the server's own error code
+ * (`rollout_state_conflict`, `invalid_token`, ...) when it refused; `server_unreachable` when no
+ * HTTP answer came; `unexpected_response` when the answer was not the server's JSON (a proxy's
+ * error page, a redirect). `status` is the HTTP status, null when there was none.
+ */
 export class AdminError extends CodedError<string> {
   readonly status: number | null;
 

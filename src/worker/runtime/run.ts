@@ -85,7 +85,8 @@ async function startIdentity(identity: IdentityContext, config: RunConfig, facts
   try {
     return { confirmPending: (await confirmPendingCredential(identity)) === 'retry' };
   } catch (err) {
-    identity.log.warn({ event: 'worker_identity_failed', error: errorMessage(err) }, 'could not finish a pending credential rotation; will try again');
+    // Only file trouble reaches here (confirmPendingCredential answers the server's own failures).
+    identity.log.warn({ event: 'worker_identity_failed', error: errorMessage(err) }, 'credential.json could not be read or written at start; will try again (a damaged file: docs/runbooks/worker-identity.md)');
     return { confirmPending: true };
   }
 }
