@@ -11,6 +11,7 @@ import { promoteRelease } from './promote.js';
 import { rollbackRelease } from './rollback.js';
 import { verifyManifestFile, verifyStoredChannel } from './verify.js';
 import { assertStoredArtifactsIntact, type ArtifactSource, type StoredArtifactCheck } from './artifacts.js';
+import { assertChunkIndexesUsable, type ChunkIndexCheck } from './chunk-index.js';
 import type { PublicKey } from '../trust/keys.js';
 import { loadPublicKey } from '../trust/key-source.js';
 import type { VerifiedManifest } from '../trust/verify.js';
@@ -74,6 +75,18 @@ function artifactCheckLine(check: StoredArtifactCheck): string {
   const line = `artifact ${platform} ${entry.url} ${entry.size} ${entry.sha256} ${status}`;
   if (!key) return `${line} (the url names no artifacts/<version>/<file> in the store)`;
   return found && status === 'corrupted' ? `${line} (the store has ${found.sizeBytes} bytes, sha256 ${found.sha256})` : line;
+}
+
+/**
+ * `chunk_index <platform> <key> <ok|missing|invalid|none>`: missing (a release from before
+ * differential updates) and none (an artifact hosted outside the store) only cost workers the
+ * whole download; invalid is damage, and fails the check.
+ */
+function chunkIndexCheckLine(check: ChunkIndexCheck): string {
+  const line = `chunk_index ${check.platform} ${check.key ?? '-'} ${check.status}`;
+  if (check.status === 'invalid') return `${line} (${check.detail ?? ''})`;
+  if (check.status === 'missing') return `${line} (workers download this artifact whole; a promote or rollback writes one)`;
+  return line;
 }
 
 function buildProgram(context: CliContext): Command {
@@ -220,8 +233,10 @@ function buildProgram(context: CliContext): Command {
       const report = await verifyStoredChannel({
         store: releaseStore, channel: flags.channel as string, trustedKeys, threshold: flags.threshold, now: clock.now(), log: (line) => io.err(line),
       });
-      printVerified(io, `${report.manifestKey} in ${releaseStore.location}`, report.verified, report.artifacts.map(artifactCheckLine), trustedKeys, flags.threshold);
+      const lines = [...report.artifacts.map(artifactCheckLine), ...report.chunkIndexes.map(chunkIndexCheckLine)];
+      printVerified(io, `${report.manifestKey} in ${releaseStore.location}`, report.verified, lines, trustedKeys, flags.threshold);
       assertStoredArtifactsIntact(releaseStore, report.artifacts);
+      assertChunkIndexesUsable(releaseStore, report.chunkIndexes);
     });
 
   return program;

@@ -15,6 +15,7 @@ import {
 } from './channel-state.js';
 import { releaseTimes } from './duration.js';
 import { ReleaseError } from './release-error.js';
+import { ensureChunkIndexes } from './chunk-index.js';
 import { signAndCheck } from './signing.js';
 
 export interface PromoteOptions {
@@ -86,6 +87,8 @@ export async function promoteRelease(options: PromoteOptions): Promise<PromoteRe
     allow_downgrade: options.allowDowngrade || source.allow_downgrade === true,
   };
   const manifest = signAndCheck(signed, keys, now);
+  // The index travels with the artifact; it is re-signed only if these keys did not sign it.
+  await ensureChunkIndexes(store, signed.version, signed.artifacts, keys, log);
   await writeChannelManifest(store, manifest);
   log(`promoted ${source.version} from ${fromChannel} to ${toChannel} serial ${signed.serial}`);
 

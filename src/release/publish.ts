@@ -15,6 +15,7 @@ import {
   readChannelState,
   writeChannelManifest,
 } from './channel-state.js';
+import { ensureChunkIndexes } from './chunk-index.js';
 import { releaseTimes } from './duration.js';
 import { ReleaseError } from './release-error.js';
 import { signAndCheck } from './signing.js';
@@ -110,7 +111,8 @@ function checkRequest(options: PublishOptions): URL | undefined {
  * 1. refuse what is wrong before any upload (flags, keys, the channel's current state);
  * 2. store every artifact and re-hash it from the store;
  * 3. build `signed` with serial = highest seen + 1, sign with every key, verify the result;
- * 4. write the history entry, then the channel's manifest last.
+ * 4. cut and sign each artifact's chunk index (chunk-index.ts), for differential updates;
+ * 5. write the history entry, then the channel's manifest last.
  * A crash at any point leaves the old manifest in place, or the new one with all its artifacts.
  */
 export async function publishRelease(options: PublishOptions): Promise<PublishResult> {
@@ -148,6 +150,7 @@ export async function publishRelease(options: PublishOptions): Promise<PublishRe
     ...(options.notes !== undefined ? { notes: options.notes } : {}),
   };
   const manifest = signAndCheck(signed, keys, now);
+  await ensureChunkIndexes(store, version, artifacts, keys, log);
   await writeChannelManifest(store, manifest);
   log(`published ${channel} serial ${signed.serial}: ${version}`);
 

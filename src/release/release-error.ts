@@ -26,6 +26,7 @@ export type ReleaseErrorCode =
   | 'source_manifest_invalid'
   | 'source_manifest_expired'
   | 'manifest_unreadable'
-  | 'manifest_invalid';
+  | 'manifest_invalid'
+  | 'chunk_index_invalid';
 
 export class ReleaseError extends CodedError<ReleaseErrorCode> {}

@@ -18,6 +18,7 @@ import {
 import { releaseTimes } from './duration.js';
 import { assertNotesWithinLimit } from './publish.js';
 import { ReleaseError } from './release-error.js';
+import { ensureChunkIndexes } from './chunk-index.js';
 import { signAndCheck } from './signing.js';
 
 export interface RollbackOptions {
@@ -168,6 +169,8 @@ export async function rollbackRelease(options: RollbackOptions): Promise<Rollbac
     ...(options.notes !== undefined ? { notes: options.notes } : {}),
   };
   const manifest = signAndCheck(signed, keys, now);
+  // A version from before differential updates gets its index now; an existing one is kept.
+  await ensureChunkIndexes(store, version, artifacts, keys, log);
   await writeChannelManifest(store, manifest);
   log(`rolled back ${channel} from ${current.version} to ${version} at serial ${signed.serial}`);
 

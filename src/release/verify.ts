@@ -6,6 +6,7 @@ import type { PublicKey } from '../trust/keys.js';
 import { verifyManifest, type VerifiedManifest } from '../trust/verify.js';
 import { checkStoredArtifacts, type StoredArtifactCheck } from './artifacts.js';
 import { assertValidChannel } from './channel-state.js';
+import { checkChunkIndexes, type ChunkIndexCheck } from './chunk-index.js';
 import { ReleaseError } from './release-error.js';
 
 export interface VerifyFileOptions {
@@ -92,6 +93,8 @@ export interface VerifiedStoredRelease {
   verified: VerifiedManifest;
   /** One check per artifact the manifest names; the caller judges them (assertStoredArtifactsIntact). */
   artifacts: StoredArtifactCheck[];
+  /** Each artifact's chunk index, judged as a worker would (docs/protocol.md, section 8). */
+  chunkIndexes: ChunkIndexCheck[];
 }
 
 /**
@@ -109,5 +112,6 @@ export async function verifyStoredChannel(options: VerifyStoreOptions): Promise<
   const verified = verifyManifest(bytes, { trustedKeys: options.trustedKeys, threshold: options.threshold, channel, now: options.now });
   options.log(`verified ${manifestKey}: ${channel} serial ${verified.signed.serial}, ${verified.signed.version}`);
   const artifacts = await checkStoredArtifacts(store, verified.signed.version, verified.signed.artifacts, options.log);
-  return { manifestKey, verified, artifacts };
+  const chunkIndexes = await checkChunkIndexes(store, verified.signed.version, verified.signed.artifacts, options);
+  return { manifestKey, verified, artifacts, chunkIndexes };
 }

@@ -4,6 +4,7 @@ import {
   MAX_MANIFEST_BYTES,
   releaseManifestChecker,
   type ReleaseManifest,
+  type Signature,
   type SignedRelease,
 } from '../protocol/manifest.js';
 import { UpdateError } from '../protocol/reason-codes.js';
@@ -80,12 +81,15 @@ function checkSemantics(signed: SignedRelease): void {
   }
 }
 
-/** Key ids of the distinct trusted keys with a valid signature; one key counts once however often it signed. */
-function validSigners(manifest: ReleaseManifest, trustedKeys: readonly PublicKey[]): string[] {
+/**
+ * Key ids of the distinct trusted keys with a valid signature over a signed document (a manifest,
+ * a chunk index); one key counts once however often it signed.
+ */
+export function validSigners(document: { signed: unknown; signatures: readonly Signature[] }, trustedKeys: readonly PublicKey[]): string[] {
   const byKeyId = new Map(trustedKeys.map((key) => [key.keyid, key]));
-  const message = canonicalBytes(manifest.signed);
+  const message = canonicalBytes(document.signed);
   const signers = new Set<string>();
-  for (const signature of manifest.signatures) {
+  for (const signature of document.signatures) {
     const key = byKeyId.get(signature.keyid);
     if (!key || signers.has(key.keyid)) continue;
     const sig = Buffer.from(signature.sig, 'base64');

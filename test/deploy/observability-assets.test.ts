@@ -27,6 +27,8 @@ before(async () => {
         channel: 'stable',
         platform: 'linux-x64',
         ...(event === 'failure' || event === 'rollback' ? { reason: 'crashed_on_start' } : {}),
+        // A differential update that fell back: both the bytes and the fallback counters get a series.
+        ...(event === 'success' ? { bytes_fetched: 1000, delta: false, delta_fallback: 'range_not_supported' } : {}),
       },
     });
     assert.equal(response.statusCode, 202, response.body);

@@ -62,8 +62,7 @@ export function artifactEntryFor(bytes: Uint8Array, url: string): ArtifactEntry 
 }
 
 /** Stage a fake executable for `version` and make it current, as `bytebiota-worker install` would. */
-export async function installFakeVersion(layout: InstallLayout, version: string, scratchDir: string): Promise<void> {
-  const bytes = fakeWorkerExecutable(version);
+export async function installFakeVersion(layout: InstallLayout, version: string, scratchDir: string, bytes = fakeWorkerExecutable(version)): Promise<void> {
   const source = join(scratchDir, `source-${version}`);
   await writeFile(source, bytes);
   await chmod(source, 0o755);

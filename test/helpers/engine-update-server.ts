@@ -27,6 +27,14 @@ export interface ArtifactSource {
   ignoreRange?: boolean;
   /** Send no Content-Length (chunked), so only the client's own count can stop an overlong body. */
   chunked?: boolean;
+  /** Flip one byte of every 206 body (a mirror that serves wrong bytes for ranges only). */
+  corruptRanges?: boolean;
+  /** Like `dropAfterBytes`, but on the `request`-th response for this artifact (1 is the first). */
+  dropOnRequest?: { request: number; afterBytes: number };
+  /** Answer the `request`-th request for this artifact (1 is the first) with this status and no body. */
+  failOnRequest?: { request: number; status: number; retryAfter?: string };
+  /** Responses sent for this artifact so far (kept by the server). */
+  served?: number;
 }
 
 export interface RecordedRequest {
@@ -82,13 +90,22 @@ function bodyStream(source: ArtifactSource, start: number, endInclusive: number)
 
 async function sendArtifact(source: ArtifactSource, req: IncomingMessage, res: ServerResponse, held: Set<ServerResponse>): Promise<void> {
   const size = await sizeOf(source);
+  const failure = source.failOnRequest;
+  if (failure && failure.request === (source.served ?? 0) + 1) {
+    source.served = (source.served ?? 0) + 1;
+    res.writeHead(failure.status, failure.retryAfter === undefined ? {} : { 'retry-after': failure.retryAfter }).end();
+    return;
+  }
   let start = 0;
+  let end = size - 1;
   let status = 200;
-  const range = /^bytes=(\d+)-$/.exec(req.headers['range'] ?? '');
+  // One range, open-ended (a resumed download) or closed (a differential one).
+  const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers['range'] ?? '');
   const ifRange = req.headers['if-range'];
   if (range && !source.ignoreRange && (ifRange === undefined || ifRange === source.etag)) {
     start = Number(range[1]);
-    if (start >= size) {
+    if (range[2] !== '') end = Math.min(Number(range[2]), size - 1);
+    if (start >= size || end < start) {
       res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
       return;
     }
@@ -99,26 +116,32 @@ async function sendArtifact(source: ArtifactSource, req: IncomingMessage, res: S
     'accept-ranges': 'bytes',
     etag: source.etag,
   };
-  if (!source.chunked) headers['content-length'] = String(size - start);
-  if (status === 206) headers['content-range'] = `bytes ${start + (source.contentRangeSkewBytes ?? 0)}-${size - 1}/${size}`;
+  if (!source.chunked) headers['content-length'] = String(end - start + 1);
+  if (status === 206) headers['content-range'] = `bytes ${start + (source.contentRangeSkewBytes ?? 0)}-${end}/${size}`;
   res.writeHead(status, headers);
   if (req.method === 'HEAD') {
     res.end();
     return;
   }
 
+  source.served = (source.served ?? 0) + 1;
+  if (source.dropOnRequest?.request === source.served) source.dropAfterBytes = source.dropOnRequest.afterBytes;
   const cutAt = source.dropAfterBytes ?? source.stallAfterBytes;
   if (cutAt !== undefined) {
     const drop = source.dropAfterBytes !== undefined;
     delete source.dropAfterBytes;
     delete source.stallAfterBytes;
-    const slice = (source.bytes ?? Buffer.alloc(0)).subarray(start, Math.min(size, start + cutAt));
+    const slice = (source.bytes ?? Buffer.alloc(0)).subarray(start, Math.min(end + 1, start + cutAt));
     res.write(slice);
     if (drop) held.add(res);
     return;
   }
-  const body = bodyStream(source, start, size - 1);
-  if (Buffer.isBuffer(body)) res.end(body);
+  const body = bodyStream(source, start, end);
+  if (Buffer.isBuffer(body) && status === 206 && source.corruptRanges) {
+    const wrong = Buffer.from(body);
+    wrong[0] = (wrong[0] ?? 0) ^ 0xff;
+    res.end(wrong);
+  } else if (Buffer.isBuffer(body)) res.end(body);
   else body.pipe(res);
 }
 

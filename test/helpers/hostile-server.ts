@@ -27,7 +27,12 @@ export type ArtifactAnswer =
   /** A chunked body that never ends: the client must cut it off at the signed size. */
   | { kind: 'endless' }
   /** The right bytes and length, but `bytesPerTick` every `tickMs`: a slow-retrieval attack. */
-  | { kind: 'drip'; body: Buffer; bytesPerTick: number; tickMs: number };
+  | { kind: 'drip'; body: Buffer; bytesPerTick: number; tickMs: number }
+  /**
+   * The whole body without Range; with `Range: bytes=a-b`, that range honestly, or (the attacks on
+   * a differential download) the whole file anyway, or the range with one byte flipped.
+   */
+  | { kind: 'ranged'; body: Buffer; ranges: 'honest' | 'whole-file' | 'corrupt' };
 
 export interface HostileScenario {
   /** `latest_version` announced by the handshake and heartbeats (a report needs a target version). */
@@ -112,12 +117,29 @@ function sendDrip(answer: Extract<ArtifactAnswer, { kind: 'drip' }>, res: Server
   res.on('close', () => clearInterval(timer));
 }
 
-function sendArtifact(answer: ArtifactAnswer | undefined, res: ServerResponse): void {
+function sendRanged(answer: Extract<ArtifactAnswer, { kind: 'ranged' }>, range: string | undefined, res: ServerResponse): void {
+  const match = /^bytes=(\d+)-(\d+)$/.exec(range ?? '');
+  if (!match || answer.ranges === 'whole-file') {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': answer.body.length }).end(answer.body);
+    return;
+  }
+  const start = Number(match[1]);
+  const end = Math.min(Number(match[2]), answer.body.length - 1);
+  const part = Buffer.from(answer.body.subarray(start, end + 1));
+  if (answer.ranges === 'corrupt') part[0] = (part[0] ?? 0) ^ 0xff;
+  res
+    .writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': part.length, 'content-range': `bytes ${start}-${end}/${answer.body.length}` })
+    .end(part);
+}
+
+function sendArtifact(answer: ArtifactAnswer | undefined, req: IncomingMessage, res: ServerResponse): void {
   if (answer === undefined) {
     sendJson(res, 404, { error: { code: 'not_found', message: 'no such artifact' } });
     return;
   }
-  if (answer.kind === 'bytes') {
+  if (answer.kind === 'ranged') {
+    sendRanged(answer, req.headers['range'], res);
+  } else if (answer.kind === 'bytes') {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': answer.body.length }).end(answer.body);
   } else if (answer.kind === 'endless') {
     sendEndless(res);
@@ -167,7 +189,7 @@ export async function startHostileServer(scenario: HostileScenario): Promise<Hos
         return;
       }
       if (req.method === 'GET' && path.startsWith(ARTIFACTS_PREFIX)) {
-        sendArtifact(scenario.artifacts?.[path.slice(ARTIFACTS_PREFIX.length)], res);
+        sendArtifact(scenario.artifacts?.[path.slice(ARTIFACTS_PREFIX.length)], req, res);
         return;
       }
       sendJson(res, 404, { error: { code: 'not_found', message: path } });

@@ -239,7 +239,14 @@ function isAllowedInstallRootPath(path: string): boolean {
   const top = path.split('/')[0]!;
   if (['tmp', 'reports', 'work', 'logs'].includes(top)) return true;
   if (path === 'state.json' || path === 'current' || path === 'launcher') return true;
-  return ['versions', `versions/${RUNNING_VERSION}`, `versions/${RUNNING_VERSION}/bytebiota-worker`, `versions/${RUNNING_VERSION}/.complete`].includes(path);
+  return [
+    'versions',
+    `versions/${RUNNING_VERSION}`,
+    `versions/${RUNNING_VERSION}/bytebiota-worker`,
+    `versions/${RUNNING_VERSION}/.complete`,
+    // The chunks of the installed version, cut when it was installed (differential updates).
+    `versions/${RUNNING_VERSION}/.chunks.json`,
+  ].includes(path);
 }
 
 describe('attack suite: a hostile update server against the packaged worker', { concurrency: SCENARIO_CONCURRENCY }, () => {

@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, readlink, writeFile } from 'node:fs/promises';
+import { readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UpdateLab } from '../../scripts/lib/update-lab.js';
 import type { LogLine, ManagedProcess } from '../../scripts/lib/processes.js';
@@ -72,6 +72,10 @@ describe('worker update flow', { concurrency: 3 }, () => {
     await lab.publish('1.1.0', v110, { channel: 'stable' });
     const success = await event(worker, 'worker_update_success', (line) => line['to_version'] === '1.1.0');
     assert.equal(success['from_version'], '1.0.0');
+    // Published with its chunk index, 1.1.0 came as the chunks 1.0.0 lacks (docs/protocol.md, section 8).
+    const artifactSize = (await stat(v110)).size;
+    assert.equal(success['delta'], true, `success: ${JSON.stringify(success)}`);
+    assert.ok(Number(success['bytes_fetched']) > 0 && Number(success['bytes_fetched']) < artifactSize * 0.15, `fetched ${String(success['bytes_fetched'])} of ${artifactSize}`);
     assert.equal(await currentVersion(root), '1.1.0');
     assert.equal((await readlink(join(root, 'previous'))).split('/').pop(), '1.0.0');
     assert.equal((await readlink(join(root, 'launcher'))).split('/').pop(), '1.1.0', 'the launcher moves once the version proved itself');
@@ -112,6 +116,7 @@ describe('worker update flow', { concurrency: 3 }, () => {
     assert.ok(fleet.workers.some((w) => w.pool === 'canary' && w.version === '1.1.0'));
     const metrics = await lab.metricsText();
     assert.ok(sample(metrics, 'worker_update_success_total', { channel: 'stable', to_version: '1.1.0' }) >= 1);
+    assert.ok(sample(metrics, 'worker_update_bytes_total', { mode: 'delta' }) >= Number(success['bytes_fetched']), 'the success report carried the bytes');
     await worker.stop();
   });
 

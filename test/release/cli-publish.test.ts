@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parsePublicKey, keyIdOf } from '../../src/trust/keys.js';
 import { verifyManifest } from '../../src/trust/verify.js';
+import { verifyChunkIndex } from '../../src/trust/verify-chunk-index.js';
 import type { ReleaseManifest } from '../../src/protocol/manifest.js';
 import { S3Store } from '../../src/store/s3-store.js';
 import { listFiles, runRelease } from './release-cli.js';
@@ -63,10 +64,15 @@ describe('publish and promote on a folder store', () => {
     assert.match(rollback.stderr, /reused artifacts\/1\.0\.0\/bytebiota-worker-1\.0\.0-linux-x64/);
 
     assert.deepEqual(await listFiles(store()), [
+      // Each artifact with its signed chunk index, for differential updates.
       'artifacts/1.0.0/bytebiota-worker-1.0.0-linux-arm64',
+      'artifacts/1.0.0/bytebiota-worker-1.0.0-linux-arm64.chunks.json',
       'artifacts/1.0.0/bytebiota-worker-1.0.0-linux-x64',
+      'artifacts/1.0.0/bytebiota-worker-1.0.0-linux-x64.chunks.json',
       'artifacts/1.1.0/bytebiota-worker-1.1.0-linux-x64',
+      'artifacts/1.1.0/bytebiota-worker-1.1.0-linux-x64.chunks.json',
       'artifacts/1.2.0/bytebiota-worker-1.2.0-linux-x64',
+      'artifacts/1.2.0/bytebiota-worker-1.2.0-linux-x64.chunks.json',
       'channels/canary/history/1.json',
       'channels/canary/history/2.json',
       'channels/canary/history/3.json',
@@ -180,6 +186,7 @@ describe('publish and promote on an S3 store', () => {
     const store = S3Store.fromUrl(location, s3.env);
     assert.deepEqual((await store.list('')).sort(), [
       'artifacts/3.0.0/bytebiota-worker-3.0.0-linux-x64',
+      'artifacts/3.0.0/bytebiota-worker-3.0.0-linux-x64.chunks.json',
       'channels/canary/history/1.json',
       'channels/canary/worker-release.json',
       'channels/stable/history/1.json',
@@ -190,5 +197,11 @@ describe('publish and promote on an S3 store', () => {
     const publicKey = parsePublicKey(await readFile(pubFile('a'), 'utf8'));
     const { signed } = verifyManifest(bytes, { trustedKeys: [publicKey], channel: 'stable', now: new Date() });
     assert.equal(signed.artifacts['linux-x64']?.sha256, sha256(await readFile(file('w100'))));
+    // The index in the bucket is signed by the same key and describes that very artifact.
+    const entry = signed.artifacts['linux-x64']!;
+    const index = await store.read('artifacts/3.0.0/bytebiota-worker-3.0.0-linux-x64.chunks.json', 64 * 1024 * 1024);
+    assert.ok(index);
+    const verified = verifyChunkIndex(index, { trustedKeys: [publicKey], threshold: 1, version: '3.0.0', platform: 'linux-x64', sha256: entry.sha256, size: entry.size });
+    assert.equal(verified.chunk_lengths.reduce((a, b) => a + b, 0), entry.size);
   });
 });

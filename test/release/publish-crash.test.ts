@@ -2,13 +2,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { artifactFileName } from '../../src/protocol/platform.js';
+import { CHUNK_INDEX_SUFFIX, chunkIndexLocation } from '../../src/protocol/chunk-index.js';
 import type { SignedRelease } from '../../src/protocol/manifest.js';
 import { parsePublicKey, type PublicKey } from '../../src/trust/keys.js';
 import { verifyManifest } from '../../src/trust/verify.js';
+import { verifyChunkIndex } from '../../src/trust/verify-chunk-index.js';
 import { listFiles, RELEASE_MAIN, runRelease } from './release-cli.js';
 import { seededRandom } from '../helpers/seeded-random.js';
 
@@ -113,7 +116,18 @@ async function assertStoreConsistent(context: string): Promise<SignedRelease> {
     }
   }
   // Nothing partial under a final artifact name: each is exactly the build meant for it.
-  for (const file of files.filter((f) => f.startsWith('artifacts/') && !f.split('/').pop()?.startsWith('.'))) {
+  const artifactFiles = files.filter((f) => f.startsWith('artifacts/') && !f.split('/').pop()?.startsWith('.'));
+  for (const file of artifactFiles.filter((f) => f.endsWith(CHUNK_INDEX_SUFFIX))) {
+    // A chunk index is there whole and signed, or not at all, and describes the build beside it.
+    const [, version, name] = file.split('/');
+    const platform = PLATFORMS.find((p) => chunkIndexLocation(artifactFileName(version ?? '', p)) === name);
+    assert.ok(platform && version, `${context}: unexpected file ${file}`);
+    const artifact = await readFile(join(store, file.slice(0, -CHUNK_INDEX_SUFFIX.length)));
+    const expected = { trustedKeys: [publicKey], threshold: 1, version, platform, sha256: sha256(artifact), size: artifact.length };
+    assert.equal(expected.sha256, intended.get(version)?.get(platform), `${context}: the artifact beside ${file} is not the whole build`);
+    assert.doesNotThrow(() => verifyChunkIndex(readFileSync(join(store, file)), expected), `${context}: ${file} does not verify`);
+  }
+  for (const file of artifactFiles.filter((f) => !f.endsWith(CHUNK_INDEX_SUFFIX))) {
     const [, version, name] = file.split('/');
     const platform = PLATFORMS.find((p) => artifactFileName(version ?? '', p) === name);
     assert.ok(platform && version, `${context}: unexpected file ${file}`);

@@ -59,6 +59,9 @@ describe('verify --store', { concurrency: 3 }, () => {
     assert.match(run.stdout, new RegExp(`^artifact linux-x64 ${X64} ${ARTIFACT_BYTES} ${sha256(await readFile(file('w100')))} ok$`, 'm'));
     assert.match(run.stdout, new RegExp(`^artifact linux-arm64 ${ARM64} ${ARTIFACT_BYTES} ${sha256(await readFile(file('w100-arm')))} ok$`, 'm'));
     assert.equal(run.stdout.match(/^artifact /gm)?.length, 2);
+    // Each artifact's chunk index, judged as a worker would judge it.
+    assert.match(run.stdout, new RegExp(`^chunk_index linux-x64 ${X64}\\.chunks\\.json ok$`, 'm'));
+    assert.match(run.stdout, new RegExp(`^chunk_index linux-arm64 ${ARM64}\\.chunks\\.json ok$`, 'm'));
     assert.match(run.stdout, /^signed_by [0-9a-f]{64}$/m);
     assert.match(run.stdout, /^threshold 1 of 1 trusted keys met$/m);
   });
@@ -104,6 +107,25 @@ describe('verify --store', { concurrency: 3 }, () => {
       assert.deepEqual(await snapshot(store), before, 'verify never writes');
     });
   }
+
+  test('a chunk index altered in the store: named on its line, exit 1, chunk_index_invalid; a removed one is only a cost', async () => {
+    const tampered = await damagedCopy('index-tampered', async (store) => {
+      const path = join(store, `${X64}.chunks.json`);
+      const text = await readFile(path, 'utf8');
+      await writeFile(path, text.replace(/"chunk_sha256":\["[0-9a-f]/, (match) => `${match.slice(0, -1)}${match.endsWith('0') ? '1' : '0'}`));
+    });
+    const before = await snapshot(tampered);
+    const run = await runRelease(verifyStore(tampered));
+    assert.equal(run.exitCode, 1, run.stderr);
+    assert.equal(run.errorCode, 'chunk_index_invalid', run.stderr);
+    assert.match(run.stdout, /^chunk_index linux-x64 \S+ invalid \(chunk index has 0 valid signature\(s\) from trusted keys; 1 required\)$/m);
+    assert.match(run.stdout, /^chunk_index linux-arm64 \S+ ok$/m);
+    assert.deepEqual(await snapshot(tampered), before, 'verify never writes');
+
+    const removed = await damagedCopy('index-removed', (store) => rm(join(store, `${ARM64}.chunks.json`)));
+    const fine = await ok(verifyStore(removed));
+    assert.match(fine.stdout, /^chunk_index linux-arm64 \S+ missing \(workers download this artifact whole/m);
+  });
 
   test('a changed and a missing artifact at once: both lines say so, and the error counts them', async () => {
     const store = await damagedCopy('damage-both', async (s) => {

@@ -174,7 +174,7 @@ describe('update server routes (app.inject, real SQLite and folder store)', () =
     assert.equal(handshake.heartbeat_interval_s, 30);
     assert.equal(handshake.server_time, server.clock.now().toISOString());
     // A rollout-aware server says what it takes beyond the first protocol; older workers ignore it.
-    assert.deepEqual(handshake.accepts, { report_fields: ['serial'], reasons: [...REASON_CODES], identity: ['enroll', 'claim', 'rotate'] });
+    assert.deepEqual(handshake.accepts, { report_fields: ['serial', 'bytes_fetched', 'delta', 'delta_fallback'], reasons: [...REASON_CODES], identity: ['enroll', 'claim', 'rotate'] });
 
     const put = await server.app.inject({
       method: 'PUT',
@@ -208,7 +208,7 @@ describe('update server routes (app.inject, real SQLite and folder store)', () =
       latest_version: '1.4.0',
       recommended_version: '1.4.0',
       heartbeat_interval_s: 30,
-      accepts: { report_fields: ['serial'], reasons: [...REASON_CODES], identity: ['enroll', 'claim', 'rotate'] },
+      accepts: { report_fields: ['serial', 'bytes_fetched', 'delta', 'delta_fallback'], reasons: [...REASON_CODES], identity: ['enroll', 'claim', 'rotate'] },
     });
 
     // The manifest fetch is logged with the pool and whether its policy is on.
@@ -308,6 +308,34 @@ describe('update server routes (app.inject, real SQLite and folder store)', () =
     assert.equal(await metric(rollbacks), start.rollbacks + 1);
     assert.ok((await metric(/^bytebiota_fleet_workers\{channel="stable",pool="canary",version="1\.3\.0"\}/)) >= 1);
     assert.ok((await metric(/^http_request_duration_seconds_count\{method="POST",route="\/api\/worker-updates\/report",status_code="202"\}/)) >= 5);
+  });
+
+  test('success reports say how the bytes came: worker_update_bytes_total by mode, fallbacks by reason', async () => {
+    const metric = async (pattern: RegExp): Promise<number> => {
+      const text = (await server.app.inject({ url: '/metrics' })).body;
+      const line = text.split('\n').find((l) => pattern.test(l));
+      return line ? Number(line.split(' ').at(-1)) : 0;
+    };
+    const delta = /^worker_update_bytes_total\{mode="delta"\}/;
+    const full = /^worker_update_bytes_total\{mode="full"\}/;
+    const fallbacks = /^worker_update_delta_fallback_total\{reason="range_not_supported"\}/;
+    const start = { delta: await metric(delta), full: await metric(full), fallbacks: await metric(fallbacks) };
+    const base = { worker_id: 'w-bytes', from_version: '1.4.0', to_version: '2.0.0', channel: 'stable', platform: 'linux-x64', event: 'success' };
+    const send = (payload: object) =>
+      server.app.inject({ method: 'POST', url: '/api/worker-updates/report', headers: bearer(server.tokens.canary), payload });
+    for (const payload of [
+      { ...base, bytes_fetched: 2_000_000, delta: true },
+      { ...base, bytes_fetched: 95_000_000, delta: false, delta_fallback: 'range_not_supported' },
+      // A worker from before differential updates says nothing about its bytes: nothing is counted.
+      { ...base },
+    ]) {
+      assert.equal((await send(payload)).statusCode, 202);
+    }
+    assert.equal(await metric(delta), start.delta + 2_000_000);
+    assert.equal(await metric(full), start.full + 95_000_000);
+    assert.equal(await metric(fallbacks), start.fallbacks + 1);
+    const unknownReason = await send({ ...base, bytes_fetched: 1, delta: false, delta_fallback: 'because' });
+    assert.equal(unknownReason.statusCode, 400, 'the fallback reason is one of the documented codes');
   });
 
   test('every error has the {"error": {code, message}} shape, including Fastify\'s own', async () => {

@@ -28,6 +28,8 @@ export class ServerMetrics {
   private readonly successes: Counter<'channel' | 'to_version'>;
   private readonly failures: Counter<'channel' | 'to_version' | 'reason'>;
   private readonly rollbacks: Counter<'channel' | 'to_version' | 'reason'>;
+  private readonly updateBytes: Counter<'mode'>;
+  private readonly deltaFallbacks: Counter<'reason'>;
   private readonly versionLabels = new Set<string>();
   readonly rolloutHalts: Counter<'channel' | 'trigger'>;
   readonly workerIdMismatches: Counter<'route'>;
@@ -67,6 +69,18 @@ export class ServerMetrics {
       name: 'worker_update_rollback_total',
       help: 'Automatic rollbacks reported by workers, by reason code',
       labelNames: ['channel', 'to_version', 'reason'],
+      registers,
+    });
+    this.updateBytes = new Counter({
+      name: 'worker_update_bytes_total',
+      help: 'Bytes workers fetched for updates they installed, by mode (delta: chunks of a differential update; full: the whole artifact), from success reports',
+      labelNames: ['mode'],
+      registers,
+    });
+    this.deltaFallbacks = new Counter({
+      name: 'worker_update_delta_fallback_total',
+      help: 'Successful updates whose differential download fell back to the whole artifact, by reason',
+      labelNames: ['reason'],
       registers,
     });
     this.rolloutHalts = new Counter({
@@ -169,6 +183,8 @@ export class ServerMetrics {
         break;
       case 'success':
         this.successes.inc(labels);
+        if (report.bytes_fetched !== undefined) this.updateBytes.inc({ mode: report.delta === true ? 'delta' : 'full' }, report.bytes_fetched);
+        if (report.delta_fallback !== undefined) this.deltaFallbacks.inc({ reason: report.delta_fallback });
         break;
       case 'failure':
         this.failures.inc({ ...labels, reason });

@@ -37,6 +37,9 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         to_version: report.to_version,
         update_duration_ms: report.duration_ms,
         report_correlation_id: report.correlation_id,
+        bytes_fetched: report.bytes_fetched,
+        delta: report.delta,
+        delta_fallback: report.delta_fallback,
       });
       const rolloutSerial = report.serial ?? (await rolloutSerialOf(app, report.worker_id, report.channel, report.to_version));
       if (rolloutSerial !== null) addLogFields(request, { serial: rolloutSerial });

@@ -8,7 +8,7 @@ import { bearerSecurity, errorResponses } from './schemas.js';
 import { credentialRotationDue } from './worker-identity.js';
 
 /** What this server takes from workers beyond the first protocol (a worker sends nothing else). */
-export const SERVER_ACCEPTS: ServerAccepts = { report_fields: ['serial'], reasons: [...REASON_CODES], identity: ['enroll', 'claim', 'rotate'] };
+export const SERVER_ACCEPTS: ServerAccepts = { report_fields: ['serial', 'bytes_fetched', 'delta', 'delta_fallback'], reasons: [...REASON_CODES], identity: ['enroll', 'claim', 'rotate'] };
 
 /**
  * The handshake and the heartbeat (docs/protocol.md, section 3). Both carry the pool's policy to the worker, which

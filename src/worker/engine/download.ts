@@ -1,13 +1,14 @@
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { writeFileAtomic } from '../../shared/atomic-file.js';
 import { errorMessage, isErrnoCode, isNoSpace } from '../../shared/errors.js';
 import { UpdateError } from '../../protocol/reason-codes.js';
 import { defaultStatFs, ensureFreeSpace, type StatFs } from './disk-space.js';
 import { HashingWriter, LocalWriteError, type OpenPartialFile } from './hashing-writer.js';
 import { discardBody, headerValue, pumpBody } from './body-stream.js';
-import { followRedirects, urlForMessages } from './redirects.js';
+import { urlForMessages } from './redirects.js';
+import { getArtifact } from './artifact-get.js';
 import { fileIdentity, type VerifiedFile } from '../install/file-receipt.js';
 
 /** What the sidecar `<partial>.json` remembers so that the next attempt can resume. */
@@ -19,14 +20,8 @@ interface PartialSidecar {
   validator: string | null;
 }
 
-export interface DownloadRequest {
-  /** The artifact URL; redirects are followed under the rules of docs/protocol.md, section 1. */
-  url: string;
-  /** Where the bytes go while they arrive: `tmp/<version>-<platform>.partial`. */
-  partialPath: string;
-  /** The signed SHA-256 (lowercase hex) and size of the artifact. */
-  sha256: string;
-  size: number;
+/** How an artifact's bytes are fetched and written, whole or as chunks (delta-download.ts). */
+export interface TransferOptions {
   /**
    * Extra request headers (the bearer token, only for the update server's own origin). They go
    * to `url`'s origin only: a redirect to another origin leaves them behind.
@@ -43,10 +38,20 @@ export interface DownloadRequest {
    */
   totalTimeoutMs?: number;
   statfs?: StatFs;
-  /** Called as bytes arrive, with the count so far (resumed bytes included) and the total. */
-  onProgress?(receivedBytes: number, totalBytes: number): void;
   /** Opens the partial file for writing; the default is fs/promises `open`. A test seam for write errors. */
   openPartialFile?: OpenPartialFile;
+}
+
+export interface DownloadRequest extends TransferOptions {
+  /** The artifact URL; redirects are followed under the rules of docs/protocol.md, section 1. */
+  url: string;
+  /** Where the bytes go while they arrive: `tmp/<version>-<platform>.partial`. */
+  partialPath: string;
+  /** The signed SHA-256 (lowercase hex) and size of the artifact. */
+  sha256: string;
+  size: number;
+  /** Called as bytes arrive, with the count so far (resumed bytes included) and the total. */
+  onProgress?(receivedBytes: number, totalBytes: number): void;
 }
 
 export interface DownloadResult {
@@ -59,8 +64,6 @@ export interface DownloadResult {
   fetchedBytes: number;
 }
 
-export const DEFAULT_HEADERS_TIMEOUT_MS = 30_000;
-export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 60_000;
 export const DEFAULT_TOTAL_TIMEOUT_MS = 900_000;
 
 export function sidecarPathOf(partialPath: string): string {
@@ -130,12 +133,6 @@ function validatorOf(headers: Dispatcher.ResponseData['headers']): string | null
 
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
-/**
- * Spread into every request: a dispatcher composed with undici's redirect interceptor would follow
- * redirects past the checks of followRedirects; 0 turns it off for the request.
- */
-const NO_REDIRECT_INTERCEPTOR = { maxRedirections: 0 };
-
 function failDownload(message: string, cause?: unknown): UpdateError {
   return new UpdateError('download_failed', message, cause === undefined ? undefined : { cause });
 }
@@ -196,31 +193,16 @@ async function downloadWith(
   const totalTimeoutMs = req.totalTimeoutMs ?? DEFAULT_TOTAL_TIMEOUT_MS;
   const deadline = AbortSignal.timeout(totalTimeoutMs);
   const overDeadline = (): string => (deadline.aborted ? ` (the download did not finish within ${totalTimeoutMs} ms)` : '');
-  const sendHop = async (hopUrl: URL, withCallerHeaders: boolean): Promise<Dispatcher.ResponseData> => {
-    try {
-      return await request(hopUrl, {
-        method: 'GET',
-        headers: withCallerHeaders ? { ...req.headers, ...protocolHeaders } : protocolHeaders,
-        signal: deadline,
-        dispatcher: req.dispatcher,
-        headersTimeout: req.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
-        bodyTimeout: req.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS,
-        ...NO_REDIRECT_INTERCEPTOR,
-      });
-    } catch (err) {
-      throw failDownload(`could not fetch ${urlForMessages(hopUrl)}: ${errorMessage(err)}${overDeadline()}`, err);
-    }
-  };
-  let response: Dispatcher.ResponseData;
-  let source: string;
-  try {
-    const followed = await followRedirects(new URL(req.url), sendHop);
-    response = followed.response;
-    source = urlForMessages(followed.url);
-  } catch (err) {
-    if (err instanceof UpdateError) throw err;
-    throw failDownload(`could not fetch ${urlForMessages(req.url)}: ${errorMessage(err)}`, err);
-  }
+  const { response, source } = await getArtifact({
+    url: req.url,
+    callerHeaders: req.headers,
+    protocolHeaders,
+    signal: deadline,
+    describeAbort: overDeadline,
+    dispatcher: req.dispatcher,
+    headersTimeoutMs: req.headersTimeoutMs,
+    bodyIdleTimeoutMs: req.bodyIdleTimeoutMs,
+  });
   const { statusCode, body } = response;
   const responseHeaders = response.headers;
   const refuse = async (error: UpdateError, discard: boolean): Promise<never> => {

@@ -10,7 +10,10 @@ import { compareVersions } from '../../protocol/version.js';
 import type { PublicKey } from '../../trust/keys.js';
 import { verifyManifest } from '../../trust/verify.js';
 import type { StatFs } from './disk-space.js';
-import { discardPartial, downloadArtifact } from './download.js';
+import { chunkingParamsOf, type SignedChunkIndex } from '../../protocol/chunk-index.js';
+import type { ChunkedFile, ChunkingParams } from '../../shared/chunker.js';
+import { attemptDelta } from './delta-attempt.js';
+import { discardPartial, downloadArtifact, type TransferOptions } from './download.js';
 import { terminalProgressBar } from './progress-bar.js';
 import type { VerifiedFile } from '../install/file-receipt.js';
 import type { InstallLayout } from '../install/install-layout.js';
@@ -18,7 +21,8 @@ import { isCompleteVersion, readCompleteMark, stageVersion } from '../install/in
 import { acquireUpdateLock } from '../install/lock.js';
 import { failureReasonOf } from '../install/failure-reason.js';
 import { fetchLatestManifest, resolveArtifactUrl } from './manifest-client.js';
-import { loadState, updateState } from '../install/state.js';
+import { chunksFromLengths } from '../install/local-chunks.js';
+import { loadState, updateState, type DownloadSummary } from '../install/state.js';
 
 export interface UpdaterContext {
   layout: InstallLayout;
@@ -149,40 +153,76 @@ function authHeadersFor(artifactUrl: string, ctx: UpdaterContext): Record<string
   return new URL(artifactUrl).origin === new URL(ctx.serverUrl).origin ? { authorization: `Bearer ${ctx.token}` } : {};
 }
 
+/** What downloadUpdate hands to applyUpdate. */
+export interface DownloadedUpdate {
+  path: string;
+  verified: VerifiedFile;
+  /** For the success report (state.json's pending_switch). */
+  download: DownloadSummary;
+  /** The new file's chunks, when a verified index describes it: its chunk cache once staged. */
+  chunks?: { chunked: ChunkedFile; params: ChunkingParams };
+}
+
 /**
- * The download (docs/protocol.md, section 4): free-space check, resumable streaming download into tmp/ under the
- * signed size, SHA-256 verified. Reports whole-percent progress and draws a bar on a TTY.
+ * The download (docs/protocol.md, sections 4 and 8): differential when the release has a chunk
+ * index and the installed version shares enough of its bytes, else the whole artifact; either way
+ * under the free-space check, resumable, and verified against the signed size and SHA-256.
+ * Reports whole-percent progress of the bytes to fetch and draws a bar on a TTY.
  */
-export async function downloadUpdate(
-  entry: ArtifactEntry,
-  artifactUrl: string,
-  version: string,
-  ctx: UpdaterContext,
-): Promise<{ path: string; verified: VerifiedFile }> {
+export async function downloadUpdate(entry: ArtifactEntry, artifactUrl: string, version: string, ctx: UpdaterContext): Promise<DownloadedUpdate> {
   const stream = ctx.progressStream ?? process.stderr;
   const bar = stream.isTTY === true ? terminalProgressBar(stream, `bytebiota-worker ${version}`) : undefined;
   let lastPercent = -1;
   ctx.onProgress?.({ to_version: version, state: 'downloading', download_percent: 0 });
-  const onProgress = (receivedBytes: number, totalBytes: number): void => {
-    bar?.update(receivedBytes, totalBytes);
-    const percent = Math.floor((receivedBytes / totalBytes) * 100);
+  const onProgress = (fetchedBytes: number, bytesToFetch: number): void => {
+    bar?.update(fetchedBytes, bytesToFetch);
+    const percent = bytesToFetch === 0 ? 100 : Math.floor((fetchedBytes / bytesToFetch) * 100);
     if (percent !== lastPercent) {
       lastPercent = percent;
       ctx.onProgress?.({ to_version: version, state: 'downloading', download_percent: percent });
     }
   };
+  const transfer: TransferOptions = {
+    headers: authHeadersFor(artifactUrl, ctx),
+    dispatcher: ctx.dispatcher,
+    headersTimeoutMs: ctx.downloadHeadersTimeoutMs,
+    bodyIdleTimeoutMs: ctx.downloadIdleTimeoutMs,
+    totalTimeoutMs: ctx.downloadTimeoutMs,
+    statfs: ctx.statfs,
+  };
   try {
+    const attempt = await attemptDelta(entry, artifactUrl, version, ctx, transfer, onProgress);
+    const chunks = attempt.index
+      ? { chunked: chunkedFromIndex(attempt.index), params: chunkingParamsOf(attempt.index) }
+      : undefined;
+    if (attempt.kind === 'delta') {
+      const { result } = attempt;
+      // A whole download of this release that an earlier attempt left half done is not needed now.
+      await discardPartial(partialDownloadPath(ctx.layout, version, ctx.platform));
+      ctx.log.info(
+        {
+          event: 'worker_update_downloaded',
+          correlation_id: ctx.correlationId,
+          to_version: version,
+          bytes: entry.size,
+          mode: 'delta',
+          bytes_fetched: attempt.indexBytes + result.fetchedBytes,
+          index_bytes: attempt.indexBytes,
+          reused_bytes: result.reusedBytes,
+          ranges: result.ranges,
+          resumed_from_bytes: result.resumedFromBytes,
+        },
+        `artifact assembled from ${result.reusedBytes} local and ${result.fetchedBytes} fetched bytes, and verified`,
+      );
+      const download = { mode: 'delta' as const, bytes_fetched: attempt.indexBytes + result.fetchedBytes };
+      return { path: result.path, verified: result.verified, download, ...(chunks ? { chunks } : {}) };
+    }
     const result = await downloadArtifact({
+      ...transfer,
       url: artifactUrl,
       partialPath: partialDownloadPath(ctx.layout, version, ctx.platform),
       sha256: entry.sha256,
       size: entry.size,
-      headers: authHeadersFor(artifactUrl, ctx),
-      dispatcher: ctx.dispatcher,
-      headersTimeoutMs: ctx.downloadHeadersTimeoutMs,
-      bodyIdleTimeoutMs: ctx.downloadIdleTimeoutMs,
-      totalTimeoutMs: ctx.downloadTimeoutMs,
-      statfs: ctx.statfs,
       onProgress,
     });
     ctx.log.info(
@@ -191,18 +231,32 @@ export async function downloadUpdate(
         correlation_id: ctx.correlationId,
         to_version: version,
         bytes: entry.size,
+        mode: 'full',
+        bytes_fetched: attempt.indexBytes + result.fetchedBytes,
+        index_bytes: attempt.indexBytes,
+        delta_fallback: attempt.reason,
         resumed_from_bytes: result.resumedFromBytes,
       },
       'artifact downloaded and verified',
     );
-    return { path: result.path, verified: result.verified };
+    return {
+      path: result.path,
+      verified: result.verified,
+      download: { mode: 'full', bytes_fetched: attempt.indexBytes + result.fetchedBytes, delta_fallback: attempt.reason },
+      ...(chunks ? { chunks } : {}),
+    };
   } finally {
     bar?.done();
   }
 }
 
+/** The chunks a verified index lists, as a cut file: the same as cutting the file it describes. */
+function chunkedFromIndex(index: SignedChunkIndex): ChunkedFile {
+  return { chunks: chunksFromLengths(index.chunk_lengths, index.chunk_sha256), sha256: index.artifact_sha256, size: index.artifact_size };
+}
+
 /** The hand-over to the supervisor: `run` exits with the restart code and the supervisor reads this. */
-async function recordPendingSwitch(ctx: UpdaterContext, version: string, serial: number): Promise<void> {
+async function recordPendingSwitch(ctx: UpdaterContext, version: string, serial: number, download?: DownloadSummary): Promise<void> {
   await updateState(ctx.layout, (state) => {
     state.pending_switch = {
       to_version: version,
@@ -211,6 +265,7 @@ async function recordPendingSwitch(ctx: UpdaterContext, version: string, serial:
       channel: ctx.channel,
       // The supervisor's success and rollback reports name the serial too.
       serial,
+      ...(download ? { download } : {}),
     };
   });
 }
@@ -221,12 +276,12 @@ async function recordPendingSwitch(ctx: UpdaterContext, version: string, serial:
  * worker exits with the restart code, and rolls back if the new version does not become ready.
  */
 export async function applyUpdate(
-  path: string,
+  downloaded: DownloadedUpdate,
   entry: ArtifactEntry,
   release: { version: string; serial: number },
   ctx: UpdaterContext,
-  verified?: VerifiedFile,
 ): Promise<{ version: string }> {
+  const { path, verified } = downloaded;
   const { version } = release;
   ctx.onProgress?.({ to_version: version, state: 'staging' });
   try {
@@ -239,11 +294,12 @@ export async function applyUpdate(
       selfTestTimeoutMs: ctx.selfTestTimeoutMs,
       moveSource: true,
       verified,
+      ...(downloaded.chunks ? { chunks: downloaded.chunks } : {}),
     });
   } finally {
     await discardPartial(path);
   }
-  await recordPendingSwitch(ctx, version, release.serial);
+  await recordPendingSwitch(ctx, version, release.serial, downloaded.download);
   ctx.log.info(
     { event: 'worker_update_staged', correlation_id: ctx.correlationId, from_version: ctx.currentVersion, to_version: version },
     'update staged; restart into it pending',
@@ -283,9 +339,9 @@ export async function runUpdateOnce(
     if (installed?.sha256 === entry.sha256 && (await isCompleteVersion(ctx.layout, signed.version))) {
       await recordPendingSwitch(ctx, signed.version, signed.serial);
     } else {
-      const { path, verified } = await downloadUpdate(entry, artifactUrl, signed.version, ctx);
+      const downloaded = await downloadUpdate(entry, artifactUrl, signed.version, ctx);
       ctx.onProgress?.({ to_version: signed.version, state: 'verifying' });
-      await applyUpdate(path, entry, signed, ctx, verified);
+      await applyUpdate(downloaded, entry, signed, ctx);
     }
     await rememberEtag(ctx, check.etag);
     return { kind: 'staged', version: signed.version, serial: signed.serial };

@@ -3,8 +3,10 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fsyncDirectory, fsyncFile, writeFileAtomic } from '../../shared/atomic-file.js';
 import { errorMessage, isErrnoCode, isNoSpace } from '../../shared/errors.js';
+import { chunkFile, type ChunkedFile, type ChunkingParams } from '../../shared/chunker.js';
 import { digestFile } from '../../shared/file-digest.js';
 import type { Logger } from '../../shared/logger.js';
+import { DEFAULT_CHUNKING } from '../../protocol/chunk-index.js';
 import { UpdateError } from '../../protocol/reason-codes.js';
 import { executableName } from '../../protocol/platform.js';
 import { isValidVersion } from '../../protocol/version.js';
@@ -12,6 +14,7 @@ import { COMPLETE_MARK_FILE, type InstallLayout } from './install-layout.js';
 import { PointerError, readPointer, removePointer, writePointer, type PointerName } from './pointer.js';
 import { acquireUpdateLock, UpdateInProgressError } from './lock.js';
 import { fileIdentity, sameFile, type VerifiedFile } from './file-receipt.js';
+import { writeLocalChunks } from './local-chunks.js';
 
 /** `versions/<v>/.complete`: written last, so its presence means every byte before it is in place. */
 export interface CompleteMark {
@@ -254,6 +257,12 @@ export interface StageOptions {
    * otherwise the staged file is hashed again. There is no way to skip the check without one.
    */
   verified?: VerifiedFile;
+  /**
+   * The chunks of these bytes when the fetcher already knows them (a verified chunk index, or a
+   * differential download), kept as the version's chunk cache; otherwise they are cut while the
+   * file is hashed here, when it is.
+   */
+  chunks?: { chunked: ChunkedFile; params: ChunkingParams };
 }
 
 /** True when `staged` is provably the file the fetcher hashed against these exact values. */
@@ -267,7 +276,7 @@ async function coveredByReceipt(opts: StageOptions, staged: string): Promise<boo
  * Make `versions/<version>/` from an executable, so that it is there complete or not at all:
  * 1. place the file in a fresh staging dir under tmp/ (same filesystem as versions/);
  * 2. check its size and SHA-256 against the signed values (hashing it, unless the fetcher's
- *    receipt proves this very file was hashed against them);
+ *    receipt proves this very file was hashed against them), and keep its chunks (local-chunks.ts);
  * 3. chmod 0755 and self-test it (`--version --json` must report `version`; self_test_failed);
  * 4. fsync the file, write `.complete` last (itself fsynced), fsync the staging dir;
  * 5. rename the staging dir to `versions/<version>` and fsync `versions/`.
@@ -304,15 +313,22 @@ export async function stageVersion(opts: StageOptions): Promise<{ version: strin
     if (opts.moveSource) await rename(opts.sourcePath, staged);
     else await copyFile(opts.sourcePath, staged);
 
+    let chunks = opts.chunks?.chunked.sha256 === opts.sha256 ? opts.chunks : undefined;
     if (!(await coveredByReceipt(opts, staged))) {
-      const actual = await digestFile(staged);
-      if (actual.sizeBytes !== opts.size) {
-        throw new UpdateError('size_mismatch', `staged ${version} is ${actual.sizeBytes} bytes; expected ${opts.size}`);
+      // Hashed and cut in one pass: the check and the chunk cache from a single read.
+      const actual = await chunkFile(staged, DEFAULT_CHUNKING);
+      if (actual.size !== opts.size) {
+        throw new UpdateError('size_mismatch', `staged ${version} is ${actual.size} bytes; expected ${opts.size}`);
       }
       if (actual.sha256 !== opts.sha256) {
         throw new UpdateError('checksum_mismatch', `staged ${version} has SHA-256 ${actual.sha256}; expected ${opts.sha256}`);
       }
+      chunks ??= { chunked: actual, params: DEFAULT_CHUNKING };
     }
+    // Only a cache for the next differential update: failing to write it costs a later re-read. A
+    // download whose release had no chunk index is not read again for it here (that would cost
+    // more than the whole download): the next differential update cuts it once, if one comes.
+    if (chunks) await writeLocalChunks(stagingDir, chunks.chunked, chunks.params).catch(() => undefined);
     await chmod(staged, 0o755);
     await selfTest(staged, version, opts.selfTestTimeoutMs ?? DEFAULT_SELF_TEST_TIMEOUT_MS);
     await fsyncFile(staged);

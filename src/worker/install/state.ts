@@ -12,12 +12,25 @@ import type { InstallLayout } from './install-layout.js';
 /** The manifest serial an update acted on: optional, since a version before it wrote none. */
 const Serial = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
 
+/**
+ * How the staged version's bytes came (docs/protocol.md, section 8), carried to the success
+ * report: differentially or whole, how many bytes crossed the network, and why a differential
+ * download fell back. Optional: versions before differential updates write none.
+ */
+const DownloadSummary = Type.Object({
+  mode: Type.Union([Type.Literal('delta'), Type.Literal('full')]),
+  bytes_fetched: Type.Integer({ minimum: 0 }),
+  delta_fallback: Type.Optional(Type.String({ maxLength: 64 })),
+});
+export type DownloadSummary = Static<typeof DownloadSummary>;
+
 const PendingSwitch = Type.Object({
   to_version: Version,
   from_version: Version,
   correlation_id: CorrelationId,
   channel: Channel,
   serial: Type.Optional(Serial),
+  download: Type.Optional(DownloadSummary),
 });
 
 const PendingWatch = Type.Object({
@@ -27,6 +40,7 @@ const PendingWatch = Type.Object({
   channel: Channel,
   started_at: Type.String({ maxLength: 40 }),
   serial: Type.Optional(Serial),
+  download: Type.Optional(DownloadSummary),
 });
 
 /**

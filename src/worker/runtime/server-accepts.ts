@@ -16,7 +16,7 @@ import { updateState, type WorkerStateFile } from '../install/state.js';
  */
 
 /** Report fields added after the first protocol; each is sent only to a server that lists it. */
-export const NEWER_REPORT_FIELDS = ['serial'] as const satisfies readonly (keyof UpdateReport)[];
+export const NEWER_REPORT_FIELDS = ['serial', 'bytes_fetched', 'delta', 'delta_fallback'] as const satisfies readonly (keyof UpdateReport)[];
 
 /**
  * The older code a newer one falls back to, for a server that does not take it. A code with no

@@ -326,6 +326,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
       channel: watch.channel,
       ...(Number.isFinite(durationMs) ? { durationMs } : {}),
       ...(watch.serial !== undefined ? { serial: watch.serial } : {}),
+      ...(watch.download !== undefined ? { download: watch.download } : {}),
     });
     // Bounded disk: the versions no pointer names go, now that the new one is proven.
     await pruneVersions(layout, { keepVersions: config.keepVersions }, { log, signal: stopAll.signal });

@@ -1,3 +1,4 @@
+import { isDeltaFallbackReason } from '../../protocol/chunk-index.js';
 import type { UpdateEvent, UpdateReport } from '../../protocol/messages.js';
 import type { ReasonCode } from '../../protocol/reason-codes.js';
 import { errorMessage } from '../../shared/errors.js';
@@ -33,6 +34,26 @@ export interface UpdateEventRecord {
   durationMs?: number;
   /** The manifest serial the worker acted on, when known (a rollout is keyed by channel and serial). */
   serial?: number;
+  /** On a success: how the version's bytes were downloaded (state.json's pending_switch). */
+  download?: DownloadSummary;
+}
+
+/** How a version's bytes were downloaded, as state.json's pending_switch records it. */
+export interface DownloadSummary {
+  mode: 'delta' | 'full';
+  bytes_fetched: number;
+  delta_fallback?: string;
+}
+
+/** The report fields of a download summary; a fallback reason this version does not know is left out. */
+function downloadFields(download: DownloadSummary | undefined): Pick<UpdateReport, 'bytes_fetched' | 'delta' | 'delta_fallback'> {
+  if (!download) return {};
+  const fallback = download.delta_fallback;
+  return {
+    bytes_fetched: download.bytes_fetched,
+    delta: download.mode === 'delta',
+    ...(fallback !== undefined && isDeltaFallbackReason(fallback) ? { delta_fallback: fallback } : {}),
+  };
 }
 
 /** An update event as the worker forwards it to its supervisor over IPC, for the metrics. */
@@ -79,6 +100,7 @@ export class UpdateTelemetry {
       ...(record.reason ? { reason: record.reason } : {}),
       ...(record.durationMs !== undefined ? { duration_ms: record.durationMs } : {}),
       ...(record.serial !== undefined ? { serial: record.serial } : {}),
+      ...downloadFields(record.download),
     };
     if (record.event === 'failure' || record.event === 'rollback') log.error(fields, `update ${record.event}`);
     else log.info(fields, `update ${record.event}`);
@@ -99,6 +121,7 @@ export class UpdateTelemetry {
       correlation_id: record.correlationId,
       // Queued as recorded; the sender leaves out what the server does not take (server-accepts.ts).
       ...(record.serial !== undefined ? { serial: record.serial } : {}),
+      ...downloadFields(record.download),
     };
     try {
       await queue.enqueue(report, record.correlationId);

@@ -91,7 +91,15 @@ describe('updater', () => {
     assert.equal(await readPointer(layout, 'current'), '1.0.0');
     const state = await loadState(layout, () => 'unused');
     // The serial travels to the supervisor, whose success and rollback reports name it.
-    assert.deepEqual(state.pending_switch, { to_version: NEW_VERSION, from_version: '1.0.0', correlation_id: ctx.correlationId, channel: 'stable', serial: 3 });
+    // This server has no chunk index: the whole artifact, and the success report will say why.
+    assert.deepEqual(state.pending_switch, {
+      to_version: NEW_VERSION,
+      from_version: '1.0.0',
+      correlation_id: ctx.correlationId,
+      channel: 'stable',
+      serial: 3,
+      download: { mode: 'full', bytes_fetched: newBytes.length, delta_fallback: 'index_missing' },
+    });
     assert.equal(state.highest_serial['stable'], 3);
     assert.deepEqual(await readdir(layout.tmpDir), []);
 

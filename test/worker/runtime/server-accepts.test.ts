@@ -26,6 +26,7 @@ const report: UpdateReport = {
   correlation_id: 'c-1',
 };
 const rolloutAware: ServerAccepts = { report_fields: ['serial'], reasons: [...REASON_CODES] };
+const deltaAware: ServerAccepts = { report_fields: ['serial', 'bytes_fetched', 'delta', 'delta_fallback'], reasons: [...REASON_CODES] };
 const fieldsOnly: ServerAccepts = { report_fields: ['serial'], reasons: [...LEGACY_REASON_CODES] };
 const codesOnly: ServerAccepts = { report_fields: [], reasons: [...REASON_CODES] };
 /** A server of the staged-rollout release: it lists the codes up to crash_loop, not state_corrupt. */
@@ -48,6 +49,19 @@ describe('adapting reports and heartbeats to what the server accepts', () => {
     { name: 'crash_loop, a server that takes it: as is', accepts: rolloutAware, sent: { reason: 'crash_loop', serial: 4 }, expected: { reason: 'crash_loop', serial: 4 } },
     { name: 'a server that takes neither the new code nor its fallback: not sent', accepts: { report_fields: [], reasons: ['checksum_mismatch'] }, sent: { reason: 'self_test_failed' }, expected: null },
     { name: 'no reason, older server: as is', accepts: null, sent: { event: 'success', duration_ms: 1200 }, expected: { event: 'success', duration_ms: 1200 } },
+    {
+      name: 'download fields, a server of the rollout release (serial only): left out',
+      accepts: rolloutAware,
+      sent: { event: 'success', serial: 5, bytes_fetched: 2_000_000, delta: true },
+      expected: { event: 'success', serial: 5 },
+    },
+    { name: 'download fields, older server: left out', accepts: null, sent: { event: 'success', bytes_fetched: 90, delta: false, delta_fallback: 'index_missing' }, expected: { event: 'success' } },
+    {
+      name: 'download fields, a server that lists them: kept',
+      accepts: deltaAware,
+      sent: { event: 'success', serial: 5, bytes_fetched: 90, delta: false, delta_fallback: 'range_not_supported' },
+      expected: { event: 'success', serial: 5, bytes_fetched: 90, delta: false, delta_fallback: 'range_not_supported' },
+    },
   ];
   for (const row of reportRows) {
     test(`report: ${row.name}`, () => {
@@ -56,7 +70,7 @@ describe('adapting reports and heartbeats to what the server accepts', () => {
       if (row.expected === null) {
         assert.equal(adapted, null);
       } else {
-        const { serial: _dropped, reason: _reason, ...base } = sent;
+        const { serial: _dropped, reason: _reason, bytes_fetched: _bytes, delta: _delta, delta_fallback: _fallback, ...base } = sent;
         assert.deepEqual(adapted, { ...base, ...row.expected });
       }
       assert.deepEqual(sent, { ...report, ...row.sent }, 'the queued report itself is not changed');
@@ -83,7 +97,7 @@ describe('adapting reports and heartbeats to what the server accepts', () => {
       else if (code === 'crash_loop') assert.equal(legacy, null, 'no older code says it passed its watch and then kept crashing');
       else assert.equal(legacy, OLDER_REASON[code], code);
     }
-    assert.deepEqual([...NEWER_REPORT_FIELDS], ['serial']);
+    assert.deepEqual([...NEWER_REPORT_FIELDS], ['serial', 'bytes_fetched', 'delta', 'delta_fallback']);
   });
 });
 
