@@ -25,13 +25,28 @@ export const DEFAULT_CHUNKING: ChunkingParams = { minBytes: 4 * 1024, avgBytes: 
 
 /** An index is refused unread above this: 16 KiB chunks of the largest artifact stay far below it. */
 export const MAX_CHUNK_INDEX_BYTES = 64 * 1024 * 1024;
+/** The smallest `min_bytes` an index may use: it bounds how many chunks, so bytes, an index may have. */
+export const MIN_CHUNK_FLOOR_BYTES = 1024;
+/** Room per chunk in an index (a 64-hex hash, a length, quotes and commas) and for the rest. */
+const INDEX_BYTES_PER_CHUNK = 80;
+const INDEX_FIXED_BYTES = 16 * 1024;
+
+/**
+ * The most bytes an index of an artifact of `artifactSize` bytes can take: chunks of at least
+ * MIN_CHUNK_FLOOR_BYTES, signatures included. A worker reads no more than this before it checks a
+ * signature, so a hostile mirror cannot make it parse tens of MB (about 7.8 MB for 95 MB; a
+ * real index of it is 0.34 MB).
+ */
+export function maxChunkIndexBytes(artifactSize: number): number {
+  return Math.min(MAX_CHUNK_INDEX_BYTES, INDEX_FIXED_BYTES + (Math.ceil(artifactSize / MIN_CHUNK_FLOOR_BYTES) + 1) * INDEX_BYTES_PER_CHUNK);
+}
 /** The most chunks one index may list, whatever the parameters. */
 export const MAX_CHUNK_COUNT = 1_000_000;
 
 export const ChunkingSchema = Type.Object(
   {
     algorithm: Type.Literal(CHUNKING_ALGORITHM),
-    min_bytes: Type.Integer({ minimum: 64 }),
+    min_bytes: Type.Integer({ minimum: MIN_CHUNK_FLOOR_BYTES }),
     avg_bytes: Type.Integer({ minimum: 256 }),
     max_bytes: Type.Integer({ maximum: 16 * 1024 * 1024 }),
   },
@@ -98,6 +113,8 @@ export const DELTA_FALLBACK_REASONS = [
   'range_not_supported',
   /** A fetched chunk, or the assembled file, did not hash to what was signed. */
   'chunk_mismatch',
+  /** Several differential attempts in a row failed without assembling more (ranges broken on the way). */
+  'ranges_failing',
 ] as const;
 export type DeltaFallbackReason = (typeof DELTA_FALLBACK_REASONS)[number];
 

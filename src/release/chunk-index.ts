@@ -11,6 +11,7 @@ import {
 } from '../protocol/chunk-index.js';
 import type { ArtifactEntry } from '../protocol/manifest.js';
 import { chunkStream } from '../shared/chunker.js';
+import { errorMessage } from '../shared/errors.js';
 import { StoreError, type ReleaseStore } from '../store/release-store.js';
 import type { PrivateKey, PublicKey } from '../trust/keys.js';
 import { signDocument } from '../trust/sign.js';
@@ -21,16 +22,29 @@ import { storeWrite } from './store-writes.js';
 
 export type ChunkIndexOutcome = 'written' | 'kept' | 'skipped';
 
+/** A stored index: its bytes, none, or more than an index may have (never read whole). */
+type StoredIndex = Buffer | 'missing' | 'too_large';
+
+async function readIndex(store: ReleaseStore, key: string): Promise<StoredIndex> {
+  try {
+    return (await store.read(key, MAX_CHUNK_INDEX_BYTES)) ?? 'missing';
+  } catch (err) {
+    if (err instanceof StoreError && err.code === 'store_object_too_large') return 'too_large';
+    throw err;
+  }
+}
+
 /** What a worker with these trust settings would make of a stored index for this artifact. */
 function judgeIndex(
-  bytes: Buffer,
+  stored: Buffer | 'too_large',
   trust: { trustedKeys: readonly PublicKey[]; threshold: number },
   version: string,
   platform: string,
   entry: ArtifactEntry,
 ): { ok: true } | { ok: false; detail: string } {
+  if (stored === 'too_large') return { ok: false, detail: `over the ${MAX_CHUNK_INDEX_BYTES}-byte limit of an index` };
   try {
-    verifyChunkIndex(bytes, { ...trust, version, platform, sha256: entry.sha256, size: entry.size });
+    verifyChunkIndex(stored, { ...trust, version, platform, sha256: entry.sha256, size: entry.size });
     return { ok: true };
   } catch (err) {
     if (err instanceof DeltaFallback) return { ok: false, detail: err.message };
@@ -39,9 +53,9 @@ function judgeIndex(
 }
 
 /** Would a worker trusting exactly these keys (all of them required) accept this stored index for this artifact? */
-function acceptedBy(bytes: Buffer, keys: readonly PrivateKey[], version: string, platform: string, entry: ArtifactEntry): boolean {
+function acceptedBy(stored: Buffer | 'too_large', keys: readonly PrivateKey[], version: string, platform: string, entry: ArtifactEntry): boolean {
   const trust = { trustedKeys: keys.map((key) => key.publicKey), threshold: new Set(keys.map((key) => key.keyid)).size };
-  return judgeIndex(bytes, trust, version, platform, entry).ok;
+  return judgeIndex(stored, trust, version, platform, entry).ok;
 }
 
 export interface ChunkIndexCheck {
@@ -71,15 +85,12 @@ export async function checkChunkIndexes(
       continue;
     }
     const key = chunkIndexLocation(artifactKey);
-    const bytes = await store.read(key, MAX_CHUNK_INDEX_BYTES).catch((err: unknown) => {
-      if (err instanceof StoreError && err.code === 'store_object_too_large') return Buffer.alloc(MAX_CHUNK_INDEX_BYTES + 1);
-      throw err;
-    });
-    if (!bytes) {
+    const stored = await readIndex(store, key);
+    if (stored === 'missing') {
       checks.push({ platform, key, status: 'missing' });
       continue;
     }
-    const judged = judgeIndex(bytes, trust, version, platform, entry);
+    const judged = judgeIndex(stored, trust, version, platform, entry);
     checks.push(judged.ok ? { platform, key, status: 'ok' } : { platform, key, status: 'invalid', detail: judged.detail });
   }
   return checks;
@@ -120,8 +131,8 @@ export async function ensureChunkIndex(
     return 'skipped';
   }
   const key = chunkIndexLocation(artifactKey);
-  const existing = await store.read(key, MAX_CHUNK_INDEX_BYTES).catch(() => null);
-  if (existing && acceptedBy(existing, keys, version, platform, entry)) return 'kept';
+  const existing = await readIndex(store, key);
+  if (existing !== 'missing' && acceptedBy(existing, keys, version, platform, entry)) return 'kept';
 
   const opened = await store.openRead(artifactKey);
   if (!opened) throw new ReleaseError('artifact_missing', `${artifactKey} is missing from ${store.location}`);
@@ -152,15 +163,25 @@ export async function ensureChunkIndex(
   return 'written';
 }
 
-/** ensureChunkIndex for every artifact of a release. */
+/**
+ * ensureChunkIndex for every artifact of a release. `required` (publish) makes a failure fail the
+ * command; otherwise (promote, rollback: a rollback may be an emergency) it is only logged, since
+ * without an index workers download the artifacts whole, as before.
+ */
 export async function ensureChunkIndexes(
   store: ReleaseStore,
   version: string,
   artifacts: Record<string, ArtifactEntry>,
   keys: readonly PrivateKey[],
   log: (line: string) => void,
+  options: { required: boolean },
 ): Promise<void> {
   for (const [platform, entry] of Object.entries(artifacts)) {
-    await ensureChunkIndex(store, version, platform, entry, keys, log);
+    try {
+      await ensureChunkIndex(store, version, platform, entry, keys, log);
+    } catch (err) {
+      if (options.required) throw err;
+      log(`warning: no chunk index for ${platform} (${errorMessage(err)}); workers download it whole`);
+    }
   }
 }

@@ -88,7 +88,7 @@ export async function promoteRelease(options: PromoteOptions): Promise<PromoteRe
   };
   const manifest = signAndCheck(signed, keys, now);
   // The index travels with the artifact; it is re-signed only if these keys did not sign it.
-  await ensureChunkIndexes(store, signed.version, signed.artifacts, keys, log);
+  await ensureChunkIndexes(store, signed.version, signed.artifacts, keys, log, { required: false });
   await writeChannelManifest(store, manifest);
   log(`promoted ${source.version} from ${fromChannel} to ${toChannel} serial ${signed.serial}`);
 

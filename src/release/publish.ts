@@ -150,7 +150,7 @@ export async function publishRelease(options: PublishOptions): Promise<PublishRe
     ...(options.notes !== undefined ? { notes: options.notes } : {}),
   };
   const manifest = signAndCheck(signed, keys, now);
-  await ensureChunkIndexes(store, version, artifacts, keys, log);
+  await ensureChunkIndexes(store, version, artifacts, keys, log, { required: true });
   await writeChannelManifest(store, manifest);
   log(`published ${channel} serial ${signed.serial}: ${version}`);
 

@@ -170,7 +170,7 @@ export async function rollbackRelease(options: RollbackOptions): Promise<Rollbac
   };
   const manifest = signAndCheck(signed, keys, now);
   // A version from before differential updates gets its index now; an existing one is kept.
-  await ensureChunkIndexes(store, version, artifacts, keys, log);
+  await ensureChunkIndexes(store, version, artifacts, keys, log, { required: false });
   await writeChannelManifest(store, manifest);
   log(`rolled back ${channel} from ${current.version} to ${version} at serial ${signed.serial}`);
 

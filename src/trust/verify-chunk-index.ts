@@ -2,7 +2,7 @@ import { canonicalBytes } from '../protocol/canonical-json.js';
 import {
   chunkIndexChecker,
   DeltaFallback,
-  MAX_CHUNK_INDEX_BYTES,
+  maxChunkIndexBytes,
   type ChunkIndexDocument,
   type SignedChunkIndex,
 } from '../protocol/chunk-index.js';
@@ -25,26 +25,21 @@ function invalid(message: string): DeltaFallback {
   return new DeltaFallback('index_invalid', message);
 }
 
-function parseIndex(bytes: Uint8Array): ChunkIndexDocument {
-  if (bytes.byteLength > MAX_CHUNK_INDEX_BYTES) throw invalid(`chunk index is ${bytes.byteLength} bytes, over the ${MAX_CHUNK_INDEX_BYTES}-byte limit`);
+function parseIndex(bytes: Uint8Array, maxBytes: number): ChunkIndexDocument {
+  if (bytes.byteLength > maxBytes) throw invalid(`chunk index is ${bytes.byteLength} bytes, over the ${maxBytes}-byte limit for this artifact`);
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch {
     throw invalid('chunk index is not UTF-8 JSON');
   }
-  // One byte form only, as for the manifest: any other means the bytes were altered after signing.
-  let canonical: Buffer;
-  try {
-    canonical = canonicalBytes(value);
-  } catch {
-    throw invalid('chunk index holds a value that has no canonical JSON form');
-  }
-  if (!canonical.equals(bytes)) throw invalid('chunk index is not in canonical JSON form (RFC 8785)');
+  // The schema first (cheap, and it bounds every array), then the one byte form, as for the
+  // manifest: any other means the bytes were altered after signing.
   if (!chunkIndexChecker.Check(value)) {
     const first = chunkIndexChecker.Errors(value).First();
     throw invalid(`chunk index does not match the schema at ${first?.path || '/'}: ${first?.message ?? 'invalid'}`);
   }
+  if (!canonicalBytes(value).equals(bytes)) throw invalid('chunk index is not in canonical JSON form (RFC 8785)');
   return value;
 }
 
@@ -57,7 +52,12 @@ function parseIndex(bytes: Uint8Array): ChunkIndexDocument {
  * to the size. So no index can point a worker outside the file or at more bytes than it has.
  */
 export function verifyChunkIndex(bytes: Uint8Array, expected: ChunkIndexExpectation): SignedChunkIndex {
-  const document = parseIndex(bytes);
+  const distinctTrusted = new Set(expected.trustedKeys.map((key) => key.keyid)).size;
+  if (!Number.isInteger(expected.threshold) || expected.threshold < 1 || expected.threshold > distinctTrusted) {
+    // As in verifyManifest: a threshold no index could meet, or any could, is not a verdict.
+    throw new RangeError(`threshold ${expected.threshold} needs between 1 and ${distinctTrusted} trusted keys`);
+  }
+  const document = parseIndex(bytes, maxChunkIndexBytes(expected.size));
   const signedBy = validSigners(document, expected.trustedKeys);
   if (signedBy.length < expected.threshold) {
     throw invalid(`chunk index has ${signedBy.length} valid signature(s) from trusted keys; ${expected.threshold} required`);

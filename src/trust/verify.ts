@@ -89,9 +89,13 @@ export function validSigners(document: { signed: unknown; signatures: readonly S
   const byKeyId = new Map(trustedKeys.map((key) => [key.keyid, key]));
   const message = canonicalBytes(document.signed);
   const signers = new Set<string>();
+  // Each trusted key is tried once, at its first signature: 64 signatures naming one trusted key
+  // cost one Ed25519 check, not 64 (a hostile mirror cannot buy CPU with copies).
+  const tried = new Set<string>();
   for (const signature of document.signatures) {
     const key = byKeyId.get(signature.keyid);
-    if (!key || signers.has(key.keyid)) continue;
+    if (!key || tried.has(key.keyid)) continue;
+    tried.add(key.keyid);
     const sig = Buffer.from(signature.sig, 'base64');
     // Base64 has spare bits in its last character that decoders ignore; only the canonical
     // encoding counts, so no two byte forms of one signature both verify.

@@ -31,6 +31,8 @@ export interface ArtifactSource {
   corruptRanges?: boolean;
   /** Like `dropAfterBytes`, but on the `request`-th response for this artifact (1 is the first). */
   dropOnRequest?: { request: number; afterBytes: number };
+  /** Answer every request with a Range header with this status and no body (a proxy that breaks ranges). */
+  failRangeStatus?: number;
   /** Answer the `request`-th request for this artifact (1 is the first) with this status and no body. */
   failOnRequest?: { request: number; status: number; retryAfter?: string };
   /** Responses sent for this artifact so far (kept by the server). */
@@ -90,10 +92,10 @@ function bodyStream(source: ArtifactSource, start: number, endInclusive: number)
 
 async function sendArtifact(source: ArtifactSource, req: IncomingMessage, res: ServerResponse, held: Set<ServerResponse>): Promise<void> {
   const size = await sizeOf(source);
-  const failure = source.failOnRequest;
+  const failure = source.failOnRequest ?? (source.failRangeStatus !== undefined && req.headers['range'] !== undefined ? { request: (source.served ?? 0) + 1, status: source.failRangeStatus } : undefined);
   if (failure && failure.request === (source.served ?? 0) + 1) {
     source.served = (source.served ?? 0) + 1;
-    res.writeHead(failure.status, failure.retryAfter === undefined ? {} : { 'retry-after': failure.retryAfter }).end();
+    res.writeHead(failure.status, 'retryAfter' in failure && failure.retryAfter !== undefined ? { 'retry-after': failure.retryAfter } : {}).end();
     return;
   }
   let start = 0;

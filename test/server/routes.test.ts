@@ -334,8 +334,13 @@ describe('update server routes (app.inject, real SQLite and folder store)', () =
     assert.equal(await metric(delta), start.delta + 2_000_000);
     assert.equal(await metric(full), start.full + 95_000_000);
     assert.equal(await metric(fallbacks), start.fallbacks + 1);
-    const unknownReason = await send({ ...base, bytes_fetched: 1, delta: false, delta_fallback: 'because' });
-    assert.equal(unknownReason.statusCode, 400, 'the fallback reason is one of the documented codes');
+    // A reason added by a later worker is taken (its success report must not be lost) and counted as other.
+    const other = /^worker_update_delta_fallback_total\{reason="other"\}/;
+    const otherBefore = await metric(other);
+    assert.equal((await send({ ...base, bytes_fetched: 1, delta: false, delta_fallback: 'some_later_reason' })).statusCode, 202);
+    assert.equal(await metric(other), otherBefore + 1);
+    const malformed = await send({ ...base, bytes_fetched: 1, delta: false, delta_fallback: 'Not a reason!' });
+    assert.equal(malformed.statusCode, 400, 'the reason is still a bounded word');
   });
 
   test('every error has the {"error": {code, message}} shape, including Fastify\'s own', async () => {

@@ -54,6 +54,8 @@ describe('verifyChunkIndex', () => {
     { name: 'a chunk over the maximum', bytes: () => signedWith({ ...index, chunk_lengths: [70_000, ...index.chunk_lengths.slice(1)] }), message: /outside/ },
     { name: 'a short chunk that is not the last', bytes: () => signedWith({ ...index, chunk_lengths: [100, ...index.chunk_lengths.slice(1)] }), message: /outside/ },
     { name: 'lengths and hashes that do not pair up', bytes: () => signedWith({ ...index, chunk_sha256: index.chunk_sha256.slice(1) }), message: /lengths and/ },
+    { name: 'more bytes than any index of this artifact can have (read no further)', bytes: () => Buffer.alloc(50_000, 0x20), message: /over the \d+-byte limit for this artifact/ },
+    { name: 'chunks under the 1 KiB floor', bytes: () => signedWith({ ...index, chunking: { ...index.chunking, min_bytes: 512 } }), message: /schema/ },
     { name: 'chunking parameters nobody could cut with', bytes: () => signedWith({ ...index, chunking: { ...index.chunking, avg_bytes: 12_000 } }), message: /chunking parameters/ },
   ];
   for (const row of refusals) {
@@ -64,6 +66,20 @@ describe('verifyChunkIndex', () => {
       );
     });
   }
+
+  test('a threshold no index could meet, or any could, is a configuration error, not a verdict', () => {
+    assert.throws(() => verifyChunkIndex(good, { ...expected, threshold: 0 }), RangeError);
+    assert.throws(() => verifyChunkIndex(good, { ...expected, threshold: 3 }), RangeError);
+  });
+
+  test('64 signatures naming one trusted key cost one check, and do not count twice', () => {
+    const document = JSON.parse(signedChunkIndexBytes(index, [stranger.private]).toString()) as { signed: SignedChunkIndex; signatures: Array<{ keyid: string; sig: string }> };
+    const forged = { keyid: key.public.keyid, sig: document.signatures[0]!.sig };
+    const genuine = JSON.parse(good.toString()) as { signatures: Array<{ keyid: string; sig: string }> };
+    // The first signature naming the key is forged: the genuine one after it is not tried.
+    const bytes = canonicalBytes({ signed: index, signatures: [...Array.from({ length: 63 }, () => forged), genuine.signatures[0]!] });
+    assert.throws(() => verifyChunkIndex(bytes, expected), (err: unknown) => err instanceof DeltaFallback && /0 valid signature/.test(err.message));
+  });
 
   test('flipping any byte of a signed index makes it fail (property)', () => {
     fc.assert(

@@ -5,6 +5,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 interface Observer {
   observe(value: number): void;
 }
+import { isDeltaFallbackReason } from '../../protocol/chunk-index.js';
 import type { UpdateReport } from '../../protocol/messages.js';
 import { ROLLOUT_STATES, type RolloutStatus } from '../../protocol/rollouts.js';
 import type { FleetStore } from '../fleet/fleet-store.js';
@@ -184,7 +185,10 @@ export class ServerMetrics {
       case 'success':
         this.successes.inc(labels);
         if (report.bytes_fetched !== undefined) this.updateBytes.inc({ mode: report.delta === true ? 'delta' : 'full' }, report.bytes_fetched);
-        if (report.delta_fallback !== undefined) this.deltaFallbacks.inc({ reason: report.delta_fallback });
+        if (report.delta_fallback !== undefined) {
+          // Label values stay bounded: a reason this server does not know counts as other.
+          this.deltaFallbacks.inc({ reason: isDeltaFallbackReason(report.delta_fallback) ? report.delta_fallback : 'other' });
+        }
         break;
       case 'failure':
         this.failures.inc({ ...labels, reason });

@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici';
-import { chunkIndexLocation, DeltaFallback, MAX_CHUNK_INDEX_BYTES } from '../../protocol/chunk-index.js';
+import { chunkIndexLocation, DeltaFallback } from '../../protocol/chunk-index.js';
 import { UpdateError } from '../../protocol/reason-codes.js';
 import { errorMessage } from '../../shared/errors.js';
 import { getArtifact } from './artifact-get.js';
@@ -11,6 +11,8 @@ export interface ChunkIndexFetch {
   callerHeaders?: Record<string, string>;
   dispatcher?: Dispatcher;
   timeoutMs: number;
+  /** More is refused before it is parsed: maxChunkIndexBytes of the artifact's signed size. */
+  maxBytes: number;
 }
 
 /**
@@ -46,16 +48,16 @@ export async function fetchChunkIndex(req: ChunkIndexFetch): Promise<Buffer> {
     throw new DeltaFallback('index_unavailable', `${source} answered HTTP ${response.statusCode}`);
   }
   const declared = Number(headerValue(response.headers, 'content-length') ?? '0');
-  if (declared > MAX_CHUNK_INDEX_BYTES) {
+  if (declared > req.maxBytes) {
     discardBody(response.body);
-    throw new DeltaFallback('index_unavailable', `${source} is ${declared} bytes, over the ${MAX_CHUNK_INDEX_BYTES}-byte limit of an index`);
+    throw new DeltaFallback('index_unavailable', `${source} is ${declared} bytes, over the ${req.maxBytes}-byte limit of an index of this artifact`);
   }
   const pieces: Buffer[] = [];
   let received = 0;
   try {
     await pumpBody(response.body, (piece) => {
       received += piece.length;
-      if (received > MAX_CHUNK_INDEX_BYTES) throw new Error(`more than the ${MAX_CHUNK_INDEX_BYTES}-byte limit of an index`);
+      if (received > req.maxBytes) throw new Error(`more than the ${req.maxBytes}-byte limit of an index of this artifact`);
       pieces.push(piece);
       return undefined;
     });

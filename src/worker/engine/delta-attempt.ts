@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { chunkingParamsOf, DeltaFallback, type DeltaFallbackReason, type SignedChunkIndex } from '../../protocol/chunk-index.js';
+import { chunkingParamsOf, DeltaFallback, maxChunkIndexBytes, type DeltaFallbackReason, type SignedChunkIndex } from '../../protocol/chunk-index.js';
 import type { ArtifactEntry } from '../../protocol/manifest.js';
 import { errorMessage } from '../../shared/errors.js';
 import { readCompleteMark } from '../install/installer.js';
@@ -7,7 +7,7 @@ import { installedChunks } from '../install/local-chunks.js';
 import { verifyChunkIndex } from '../../trust/verify-chunk-index.js';
 import { fetchChunkIndex } from './chunk-index-client.js';
 import { downloadByChunks, type DeltaResult } from './delta-download.js';
-import type { TransferOptions } from './download.js';
+import { discardPartial, type TransferOptions } from './download.js';
 import type { UpdaterContext } from './updater.js';
 
 /** Time allowed to fetch a chunk index: it is a few hundred KB. */
@@ -45,7 +45,13 @@ export async function attemptDelta(
   let index: SignedChunkIndex | undefined;
   let indexBytes = 0;
   try {
-    const fetched = await fetchChunkIndex({ artifactUrl, callerHeaders: transfer.headers, dispatcher: transfer.dispatcher, timeoutMs: INDEX_TIMEOUT_MS });
+    const fetched = await fetchChunkIndex({
+      artifactUrl,
+      callerHeaders: transfer.headers,
+      dispatcher: transfer.dispatcher,
+      timeoutMs: INDEX_TIMEOUT_MS,
+      maxBytes: maxChunkIndexBytes(entry.size),
+    });
     indexBytes = fetched.length;
     index = verifyChunkIndex(fetched, {
       trustedKeys: ctx.trustedKeys,
@@ -74,6 +80,8 @@ export async function attemptDelta(
     return { kind: 'delta', result, index, indexBytes };
   } catch (err) {
     if (!(err instanceof DeltaFallback)) throw err;
+    // The whole artifact comes next: what an earlier differential attempt assembled is not needed.
+    await discardPartial(deltaPartialPath(ctx, version));
     // A missing index is the normal case for older releases: info; anything else may be an attack
     // or a broken mirror, and an operator should see it.
     const level = err.code === 'index_missing' || err.code === 'delta_not_smaller' ? 'info' : 'warn';

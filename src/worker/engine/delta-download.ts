@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, stat, truncate, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Dispatcher } from 'undici';
 import { DeltaFallback, type SignedChunkIndex } from '../../protocol/chunk-index.js';
 import { UpdateError } from '../../protocol/reason-codes.js';
 import type { Chunk, ChunkedFile } from '../../shared/chunker.js';
@@ -10,22 +8,18 @@ import { writeFileAtomic } from '../../shared/atomic-file.js';
 import { errorMessage, isNoSpace } from '../../shared/errors.js';
 import { fileIdentity, type VerifiedFile } from '../install/file-receipt.js';
 import { chunksFromLengths } from '../install/local-chunks.js';
-import { getArtifact } from './artifact-get.js';
-import { discardBody, headerValue, pumpBody } from './body-stream.js';
+import { bytesToFetch, localSpans, planPieces, type Piece } from './delta-plan.js';
 import { defaultStatFs, ensureFreeSpace } from './disk-space.js';
 import { DEFAULT_TOTAL_TIMEOUT_MS, discardPartial, sidecarPathOf, type TransferOptions } from './download.js';
 import { HashingWriter, LocalWriteError, WRITE_BATCH_BYTES } from './hashing-writer.js';
+import { fetchRange } from './range-fetch.js';
 
-/** One request fetches at most this much, so a resumed download loses at most one range. */
-export const MAX_RANGE_BYTES = 8 * 1024 * 1024;
 /**
- * Above this share of the artifact to fetch, a differential download is not worth its requests
- * and its chunk checks: one plain download is cheaper (`delta_not_smaller`).
+ * After this many attempts in a row that failed without assembling anything more (a proxy that
+ * breaks every range, a CDN that answers them 5xx), the whole file is tried instead
+ * (`ranges_failing`): a worker must never be stuck on its way to a release.
  */
-export const MAX_DELTA_SHARE = 0.8;
-/** A 429 is waited out this often per range, for at most this long each time. */
-const RATE_LIMIT_RETRIES = 3;
-const MAX_RETRY_AFTER_MS = 30_000;
+export const MAX_FAILED_DELTA_ATTEMPTS = 3;
 
 export interface DeltaRequest extends TransferOptions {
   /** The artifact's URL: ranges of it are fetched. */
@@ -47,21 +41,10 @@ export interface DeltaResult {
   fetchedBytes: number;
   /** Bytes taken from the installed version. */
   reusedBytes: number;
-  /** Bytes already assembled by an earlier attempt. */
+  /** Bytes already assembled by an earlier attempt, and verified again chunk by chunk. */
   resumedFromBytes: number;
   /** Range requests made by this call. */
   ranges: number;
-}
-
-/** A run of consecutive chunks of the new file, taken from one place. */
-interface Piece {
-  kind: 'local' | 'remote';
-  /** Chunks of the new file, in order. */
-  chunks: Chunk[];
-  /** For a local piece, where each chunk is in the installed file (same order). */
-  localOffsets: number[];
-  start: number;
-  end: number;
 }
 
 /**
@@ -70,57 +53,17 @@ interface Piece {
  */
 const LOCAL_READ_BYTES = WRITE_BATCH_BYTES;
 
-/**
- * The chunks of a local piece from `assembled` on, as spans that are contiguous both in the new
- * file and in the installed one (a patch release keeps long runs of the old file in order).
- */
-function localSpans(piece: Piece, assembled: number): Array<{ localOffset: number; length: number }> {
-  const spans: Array<{ localOffset: number; length: number }> = [];
-  for (const [i, chunk] of piece.chunks.entries()) {
-    if (chunk.offset < assembled) continue;
-    const localOffset = piece.localOffsets[i] as number;
-    const last = spans.at(-1);
-    if (last && last.localOffset + last.length === localOffset) last.length += chunk.length;
-    else spans.push({ localOffset, length: chunk.length });
-  }
-  return spans;
-}
-
 /** What the sidecar `<partial>.json` remembers so that the next attempt resumes. */
 interface DeltaSidecar {
   kind: 'delta';
   sha256: string;
   size: number;
-  /** The assembled prefix: always a chunk boundary, every chunk before it verified. */
+  /** The assembled prefix; the next attempt keeps only the chunks of it that hash right. */
   assembled_bytes: number;
   /** Of it, how much came over the network. */
   fetched_bytes: number;
-}
-
-/**
- * Plan the new file: each chunk from the installed version when it has one with the same hash,
- * else fetched; consecutive fetched chunks merged into one range of at most MAX_RANGE_BYTES.
- */
-export function planPieces(index: SignedChunkIndex, local: ChunkedFile): Piece[] {
-  const localByHash = new Map<string, Chunk>();
-  for (const chunk of local.chunks) if (!localByHash.has(chunk.sha256)) localByHash.set(chunk.sha256, chunk);
-  const pieces: Piece[] = [];
-  for (const chunk of chunksFromLengths(index.chunk_lengths, index.chunk_sha256)) {
-    const found = localByHash.get(chunk.sha256);
-    const kind = found && found.length === chunk.length ? 'local' : 'remote';
-    const last = pieces.at(-1);
-    const joins = last !== undefined && last.kind === kind && (kind === 'local' || last.end - last.start + chunk.length <= MAX_RANGE_BYTES);
-    const piece: Piece = joins ? last : { kind, chunks: [], localOffsets: [], start: chunk.offset, end: chunk.offset };
-    if (!joins) pieces.push(piece);
-    piece.chunks.push(chunk);
-    if (kind === 'local' && found) piece.localOffsets.push(found.offset);
-    piece.end = chunk.offset + chunk.length;
-  }
-  return pieces;
-}
-
-export function bytesToFetch(pieces: readonly Piece[]): number {
-  return pieces.reduce((sum, piece) => sum + (piece.kind === 'remote' ? piece.end - piece.start : 0), 0);
+  /** Attempts in a row that failed without assembling more. */
+  failed_attempts?: number;
 }
 
 async function readSidecar(partialPath: string, index: SignedChunkIndex): Promise<DeltaSidecar | null> {
@@ -133,14 +76,44 @@ async function readSidecar(partialPath: string, index: SignedChunkIndex): Promis
       Number.isInteger(value.assembled_bytes) &&
       Number.isInteger(value.fetched_bytes) &&
       (value.assembled_bytes ?? -1) >= 0 &&
-      (value.assembled_bytes ?? 0) <= index.artifact_size;
+      (value.assembled_bytes ?? 0) <= index.artifact_size &&
+      (value.failed_attempts === undefined || Number.isInteger(value.failed_attempts));
     return usable ? (value as DeltaSidecar) : null;
   } catch {
     return null;
   }
 }
 
-const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+/** One more failed attempt on the record, when there is a record (best effort: only a counter). */
+async function countFailedAttempt(partialPath: string, index: SignedChunkIndex): Promise<void> {
+  const sidecar = await readSidecar(partialPath, index);
+  if (!sidecar) return;
+  const next: DeltaSidecar = { ...sidecar, failed_attempts: (sidecar.failed_attempts ?? 0) + 1 };
+  await writeFileAtomic(sidecarPathOf(partialPath), JSON.stringify(next)).catch(() => undefined);
+}
+
+/**
+ * How much of a kept prefix to keep: the chunks from the start that are whole in the file and hash
+ * to what the index signed, up to `claimed` bytes. A sidecar written before a power cut may claim
+ * bytes that never reached the disk, or an index rewritten since may cut elsewhere; neither costs
+ * more than fetching those chunks again.
+ */
+async function verifiedPrefixBytes(path: string, chunks: readonly Chunk[], claimed: number): Promise<number> {
+  const file = await open(path, 'r');
+  try {
+    let kept = 0;
+    for (const chunk of chunks) {
+      if (chunk.offset + chunk.length > claimed) break;
+      const bytes = Buffer.allocUnsafe(chunk.length);
+      const { bytesRead } = await file.read(bytes, 0, chunk.length, chunk.offset);
+      if (bytesRead !== chunk.length || createHash('sha256').update(bytes).digest('hex') !== chunk.sha256) break;
+      kept = chunk.offset + chunk.length;
+    }
+    return kept;
+  } finally {
+    await file.close();
+  }
+}
 
 /**
  * Assemble a new artifact from the installed version's chunks and byte ranges of the artifact URL
@@ -164,17 +137,15 @@ export async function downloadByChunks(req: DeltaRequest): Promise<DeltaResult> 
   const { index } = req;
   const pieces = planPieces(index, req.local.chunked);
   const toFetch = bytesToFetch(pieces);
-  if (toFetch > index.artifact_size * MAX_DELTA_SHARE) {
-    throw new DeltaFallback(
-      'delta_not_smaller',
-      `${toFetch} of ${index.artifact_size} bytes differ from the installed version: one plain download is cheaper`,
-    );
-  }
   await mkdir(dirname(req.partialPath), { recursive: true });
   const sidecar = await readSidecar(req.partialPath, index);
   const onDisk = await stat(req.partialPath).then((info) => info.size, () => -1);
-  const resume = sidecar !== null && onDisk >= sidecar.assembled_bytes ? sidecar : null;
+  const resume = sidecar !== null && onDisk >= 0 ? sidecar : null;
   if (!resume) await discardPartial(req.partialPath);
+  if ((resume?.failed_attempts ?? 0) >= MAX_FAILED_DELTA_ATTEMPTS) {
+    await discardPartial(req.partialPath);
+    throw new DeltaFallback('ranges_failing', `the last ${MAX_FAILED_DELTA_ATTEMPTS} differential attempts failed without progress`);
+  }
 
   const writer = new HashingWriter();
   const localFile = await open(req.local.path, 'r').catch((err: unknown) => {
@@ -185,6 +156,7 @@ export async function downloadByChunks(req: DeltaRequest): Promise<DeltaResult> 
   } catch (err) {
     await writer.close();
     if (err instanceof DeltaFallback) await discardPartial(req.partialPath);
+    if (err instanceof UpdateError && err.code === 'download_failed') await countFailedAttempt(req.partialPath, index);
     if (err instanceof LocalWriteError) {
       await discardPartial(req.partialPath);
       if (isNoSpace(err.cause)) throw new UpdateError('disk_full', `no space left writing ${req.partialPath}`, { cause: err.cause });
@@ -207,19 +179,21 @@ async function assemble(
 ): Promise<DeltaResult> {
   const { index } = req;
   const size = index.artifact_size;
-  // Step 2: the prefix an earlier attempt assembled and verified.
-  let assembled = resume?.assembled_bytes ?? 0;
+  // Step 2: of the prefix an earlier attempt assembled, the chunks that still hash right.
+  let assembled = 0;
   let fetched = resume?.fetched_bytes ?? 0;
-  const resumedFromBytes = assembled;
-  if (assembled > 0) {
-    await truncate(req.partialPath, assembled);
+  let failedAttempts = resume?.failed_attempts ?? 0;
+  if (resume && resume.assembled_bytes > 0) {
     try {
+      assembled = await verifiedPrefixBytes(req.partialPath, chunksFromLengths(index.chunk_lengths, index.chunk_sha256), resume.assembled_bytes);
+      await truncate(req.partialPath, assembled);
       await writer.hashFilePrefix(req.partialPath, assembled);
     } catch (err) {
       await discardPartial(req.partialPath);
-      throw new UpdateError('download_failed', `could not re-read the ${assembled} bytes kept in ${req.partialPath}: ${errorMessage(err)}`, { cause: err });
+      throw new UpdateError('download_failed', `could not re-read the bytes kept in ${req.partialPath}: ${errorMessage(err)}`, { cause: err });
     }
   }
+  const resumedFromBytes = assembled;
   // Step 3.
   await ensureFreeSpace(dirname(req.partialPath), size - assembled, size, req.statfs ?? defaultStatFs);
   await writer.openFile(req.partialPath, assembled > 0 ? 'a' : 'w', req.openPartialFile);
@@ -230,7 +204,14 @@ async function assemble(
   const progress = (): void => req.onProgress?.(fetched, toFetch);
   const saveProgress = async (): Promise<void> => {
     await writer.flush();
-    const next: DeltaSidecar = { kind: 'delta', sha256: index.artifact_sha256, size, assembled_bytes: assembled, fetched_bytes: fetched };
+    const next: DeltaSidecar = {
+      kind: 'delta',
+      sha256: index.artifact_sha256,
+      size,
+      assembled_bytes: assembled,
+      fetched_bytes: fetched,
+      ...(failedAttempts > 0 ? { failed_attempts: failedAttempts } : {}),
+    };
     await writeFileAtomic(sidecarPathOf(req.partialPath), JSON.stringify(next));
   };
   await saveProgress();
@@ -254,7 +235,9 @@ async function assemble(
           // starts its own write, and the next append resolves only once that write is done, so
           // a buffer is free again two reads later; the span's short last read is flushed below.
           const buffer = readBuffers[turn % 2] as Buffer;
-          const { bytesRead } = await localFile.read(buffer, 0, readBytes, span.localOffset + done);
+          const { bytesRead } = await localFile.read(buffer, 0, readBytes, span.localOffset + done).catch((err: unknown) => {
+            throw new DeltaFallback('local_unreadable', `cannot read the installed version ${req.local.path}: ${errorMessage(err)}`, { cause: err });
+          });
           if (bytesRead !== readBytes) {
             throw new DeltaFallback('local_unreadable', `the installed version ${req.local.path} ended before byte ${span.localOffset + done + readBytes}`);
           }
@@ -269,13 +252,23 @@ async function assemble(
       // A range starts at a chunk boundary at or after the assembled prefix.
       const first = piece.chunks.findIndex((chunk) => chunk.offset >= assembled);
       const chunks = piece.chunks.slice(first);
-      const received = await fetchRange(req, chunks, writer, deadline, overDeadline, (bytes) => {
-        fetched += bytes;
-        progress();
+      const received = await fetchRange({
+        ...req,
+        size,
+        chunks,
+        writer,
+        deadline,
+        overDeadline,
+        onFetched: (bytes) => {
+          fetched += bytes;
+          progress();
+        },
       });
       ranges += 1;
       assembled += received;
     }
+    // Something more is assembled: the count of attempts that got nowhere starts again.
+    failedAttempts = 0;
     await saveProgress();
   }
 
@@ -284,7 +277,7 @@ async function assemble(
   if (assembled !== size || digest !== index.artifact_sha256) {
     throw new DeltaFallback(
       'chunk_mismatch',
-      `the assembled file has ${assembled} bytes and SHA-256 ${digest}; the manifest signed ${size} bytes, ${index.artifact_sha256} (every fetched chunk matched: the installed version's bytes differ from its chunk cache)`,
+      `the assembled file has ${assembled} bytes and SHA-256 ${digest}; the manifest signed ${size} bytes, ${index.artifact_sha256} (every fetched chunk matched: bytes copied from the installed version differ from its chunk cache)`,
     );
   }
   const identity = await fileIdentity(req.partialPath);
@@ -299,127 +292,4 @@ async function assemble(
     resumedFromBytes,
     ranges,
   };
-}
-
-/** Milliseconds a 429 asks to wait (Retry-After in seconds), bounded. */
-function retryAfterMs(headers: Dispatcher.ResponseData['headers']): number {
-  const seconds = Number(headerValue(headers, 'retry-after') ?? '1');
-  return Math.min(Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 1000, MAX_RETRY_AFTER_MS);
-}
-
-/**
- * GET one range covering `chunks` (consecutive, in order) and append it, checking each chunk's
- * hash at its end. Returns the bytes received (the range's length).
- */
-async function fetchRange(
-  req: DeltaRequest,
-  chunks: readonly Chunk[],
-  writer: HashingWriter,
-  deadline: AbortSignal,
-  overDeadline: () => string,
-  onFetched: (bytes: number) => void,
-): Promise<number> {
-  const start = (chunks[0] as Chunk).offset;
-  const last = chunks.at(-1) as Chunk;
-  const end = last.offset + last.length - 1;
-  const length = end - start + 1;
-  const size = req.index.artifact_size;
-  let attempt = 0;
-  for (;;) {
-    const { response, source } = await getArtifact({
-      url: req.url,
-      callerHeaders: req.headers,
-      protocolHeaders: { 'accept-encoding': 'identity', range: `bytes=${start}-${end}` },
-      signal: deadline,
-      describeAbort: overDeadline,
-      dispatcher: req.dispatcher,
-      headersTimeoutMs: req.headersTimeoutMs,
-      bodyIdleTimeoutMs: req.bodyIdleTimeoutMs,
-    });
-    const { statusCode, body, headers } = response;
-    if (statusCode === 429 && attempt < RATE_LIMIT_RETRIES) {
-      // The server's rate limit: wait as it asks, then send the same range again.
-      discardBody(body);
-      attempt += 1;
-      await sleep(retryAfterMs(headers), undefined, { signal: deadline }).catch(() => undefined);
-      continue;
-    }
-    if (statusCode === 200) {
-      discardBody(body);
-      throw new DeltaFallback('range_not_supported', `${source} answered a range request with the whole file (200)`);
-    }
-    if (statusCode === 416) {
-      discardBody(body);
-      throw new DeltaFallback('range_not_supported', `${source} refused the range ${start}-${end} (416)`);
-    }
-    if (statusCode !== 206) {
-      discardBody(body);
-      throw new UpdateError('download_failed', `${source} answered HTTP ${statusCode} to a range request`);
-    }
-    const match = CONTENT_RANGE.exec(headerValue(headers, 'content-range') ?? '');
-    const contentLength = headerValue(headers, 'content-length');
-    if (
-      !match ||
-      Number(match[1]) !== start ||
-      Number(match[2]) !== end ||
-      (match[3] !== '*' && Number(match[3]) !== size) ||
-      (contentLength !== undefined && Number(contentLength) !== length)
-    ) {
-      discardBody(body);
-      throw new DeltaFallback(
-        'range_not_supported',
-        `${source} answered bytes ${start}-${end} with ${headerValue(headers, 'content-range') ?? 'no Content-Range'}`,
-      );
-    }
-    return receiveChunks(body, chunks, length, writer, source, overDeadline, onFetched);
-  }
-}
-
-async function receiveChunks(
-  body: Dispatcher.ResponseData['body'],
-  chunks: readonly Chunk[],
-  length: number,
-  writer: HashingWriter,
-  source: string,
-  overDeadline: () => string,
-  onFetched: (bytes: number) => void,
-): Promise<number> {
-  let received = 0;
-  let current = 0;
-  let left = (chunks[0] as Chunk).length;
-  let hash = createHash('sha256');
-  try {
-    await pumpBody(body, (piece) => {
-      if (received + piece.length > length) {
-        throw new DeltaFallback('range_not_supported', `${source} sent more than the ${length} bytes of the range`);
-      }
-      received += piece.length;
-      // Hash chunk by chunk: a wrong chunk is caught where it ends, not only at the end of the file.
-      for (let at = 0; at < piece.length; ) {
-        const take = Math.min(left, piece.length - at);
-        hash.update(piece.subarray(at, at + take));
-        at += take;
-        left -= take;
-        if (left === 0) {
-          const chunk = chunks[current] as Chunk;
-          if (hash.digest('hex') !== chunk.sha256) {
-            throw new DeltaFallback('chunk_mismatch', `${source} sent a chunk at byte ${chunk.offset} that does not hash to the index's ${chunk.sha256}`);
-          }
-          current += 1;
-          left = chunks[current]?.length ?? 0;
-          hash = createHash('sha256');
-        }
-      }
-      onFetched(piece.length);
-      return writer.append(piece);
-    });
-  } catch (err) {
-    discardBody(body);
-    if (err instanceof DeltaFallback || err instanceof LocalWriteError) throw err;
-    throw new UpdateError('download_failed', `range of ${source} broke off after ${received} of ${length} bytes: ${errorMessage(err)}${overDeadline()}`, { cause: err });
-  }
-  if (received !== length) {
-    throw new UpdateError('download_failed', `range of ${source} ended after ${received} of ${length} bytes`);
-  }
-  return received;
 }

@@ -131,7 +131,8 @@ function validatorOf(headers: Dispatcher.ResponseData['headers']): string | null
   return headerValue(headers, 'last-modified') ?? null;
 }
 
-const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+/** `Content-Range: bytes <first>-<last>/<size or *>` of a 206 (differential downloads too). */
+export const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
 function failDownload(message: string, cause?: unknown): UpdateError {
   return new UpdateError('download_failed', message, cause === undefined ? undefined : { cause });

@@ -14,6 +14,7 @@ import { chunkingParamsOf, type SignedChunkIndex } from '../../protocol/chunk-in
 import type { ChunkedFile, ChunkingParams } from '../../shared/chunker.js';
 import { attemptDelta } from './delta-attempt.js';
 import { discardPartial, downloadArtifact, type TransferOptions } from './download.js';
+import { discardStalePartials } from './stale-partials.js';
 import { terminalProgressBar } from './progress-bar.js';
 import type { VerifiedFile } from '../install/file-receipt.js';
 import type { InstallLayout } from '../install/install-layout.js';
@@ -182,6 +183,8 @@ export async function downloadUpdate(entry: ArtifactEntry, artifactUrl: string, 
       ctx.onProgress?.({ to_version: version, state: 'downloading', download_percent: percent });
     }
   };
+  // Half-done downloads of releases superseded since: nothing will resume them.
+  await discardStalePartials(ctx.layout, version, ctx.log);
   const transfer: TransferOptions = {
     headers: authHeadersFor(artifactUrl, ctx),
     dispatcher: ctx.dispatcher,

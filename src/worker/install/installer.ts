@@ -325,12 +325,12 @@ export async function stageVersion(opts: StageOptions): Promise<{ version: strin
       }
       chunks ??= { chunked: actual, params: DEFAULT_CHUNKING };
     }
+    await chmod(staged, 0o755);
+    await selfTest(staged, version, opts.selfTestTimeoutMs ?? DEFAULT_SELF_TEST_TIMEOUT_MS);
     // Only a cache for the next differential update: failing to write it costs a later re-read. A
     // download whose release had no chunk index is not read again for it here (that would cost
     // more than the whole download): the next differential update cuts it once, if one comes.
     if (chunks) await writeLocalChunks(stagingDir, chunks.chunked, chunks.params).catch(() => undefined);
-    await chmod(staged, 0o755);
-    await selfTest(staged, version, opts.selfTestTimeoutMs ?? DEFAULT_SELF_TEST_TIMEOUT_MS);
     await fsyncFile(staged);
     const mark: CompleteMark = { version, sha256: opts.sha256, size: opts.size, installed_at: new Date().toISOString() };
     await writeFileAtomic(join(stagingDir, COMPLETE_MARK_FILE), `${JSON.stringify(mark)}\n`);

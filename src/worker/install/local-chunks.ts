@@ -91,6 +91,10 @@ export async function installedChunks(
   const cached = await readCached(dir, params, sha256);
   if (cached) return { chunked: cached, cached: true };
   const chunked = await chunkFile(layout.executablePath(version), params);
-  if (chunked.sha256 === sha256) await writeLocalChunks(dir, chunked, params).catch(() => undefined);
+  if (chunked.sha256 !== sha256) {
+    // Not the bytes that were installed: nothing assembled from them could pass the final check.
+    throw new Error(`the executable of ${version} has SHA-256 ${chunked.sha256}, not ${sha256} as installed`);
+  }
+  await writeLocalChunks(dir, chunked, params).catch(() => undefined);
   return { chunked, cached: false };
 }

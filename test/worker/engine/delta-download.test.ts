@@ -1,6 +1,6 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, readdir, readFile, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SignedChunkIndex } from '../../../src/protocol/chunk-index.js';
 import { UpdateError } from '../../../src/protocol/reason-codes.js';
@@ -141,6 +141,11 @@ describe('differential download', () => {
       },
     },
     { name: 'a server that answers a range request with the whole file', reason: 'range_not_supported', arrange: () => serve({ bytes: newBytes, etag: '"n1"', ignoreRange: true }, signedChunkIndexBytes(index, keys.privateKeys)) },
+    {
+      name: 'a proxy that refuses range requests (403) but serves the whole file',
+      reason: 'range_not_supported',
+      arrange: () => serve({ bytes: newBytes, etag: '"n1"', failOnRequest: { request: 1, status: 403 } }, signedChunkIndexBytes(index, keys.privateKeys)),
+    },
     { name: 'a chunk served with wrong bytes', reason: 'chunk_mismatch', arrange: () => serve({ bytes: newBytes, etag: '"n1"', corruptRanges: true }, signedChunkIndexBytes(index, keys.privateKeys)) },
     {
       name: 'an installed executable whose bytes changed under its chunk cache',
@@ -152,11 +157,22 @@ describe('differential download', () => {
       },
     },
     {
+      name: 'an installed executable that no longer matches its install, with no chunk cache',
+      reason: 'local_unreadable',
+      arrange: async () => {
+        const damaged = Buffer.from(oldBytes);
+        damaged[300_000] = (damaged[300_000] ?? 0) ^ 0x55;
+        await writeFile(layout.executablePath(OLD_VERSION), damaged);
+        await rm(join(layout.versionDir(OLD_VERSION), LOCAL_CHUNKS_FILE));
+      },
+    },
+    {
       name: 'an installed version that shares almost nothing',
       reason: 'delta_not_smaller',
       arrange: async () => {
-        const other = releasePair(SEED + 1, OLD_VERSION, NEW_VERSION).oldBytes;
-        await writeFile(layout.executablePath(OLD_VERSION), other);
+        // Another 1.0.0, properly installed, whose chunk cache is damaged too (cut again, once).
+        layout = installLayout(join(temp.dir, `root${n}-other`), 'linux-x64');
+        await installFakeVersion(layout, OLD_VERSION, temp.dir, releasePair(SEED + 1, OLD_VERSION, NEW_VERSION).oldBytes);
         await writeFile(join(layout.versionDir(OLD_VERSION), LOCAL_CHUNKS_FILE), 'not json');
       },
     },
@@ -204,6 +220,20 @@ describe('differential download', () => {
     }
   });
 
+  test('half-done downloads of superseded releases are removed from tmp/; nothing of this release is', async () => {
+    await mkdir(layout.tmpDir, { recursive: true });
+    const stale = ['0.9.0-linux-x64.partial', '0.9.0-linux-x64.partial.json', '0.9.5-rc.1-linux-x64.delta.partial', '0.9.5-rc.1-linux-x64.delta.partial.json'];
+    for (const name of stale) await writeFile(join(layout.tmpDir, name), Buffer.alloc(1000));
+    // Not a download of this platform: left alone.
+    await writeFile(join(layout.tmpDir, 'notes.txt'), 'keep');
+    const ctx = context();
+    assert.deepEqual(await runUpdateOnce(ctx), { kind: 'staged', version: NEW_VERSION, serial: 2 });
+    assert.deepEqual(await readdir(layout.tmpDir), ['notes.txt']);
+    const discarded = ctx.logs.lines().find((line) => line['event'] === 'worker_partials_discarded');
+    assert.deepEqual([...(discarded?.['files'] as string[])].sort(), [...stale].sort());
+    assert.equal(discarded?.['bytes_freed'], 4000);
+  });
+
   test("the server's rate limit is waited out: a 429 on a range is sent again after its Retry-After", async () => {
     serve({ bytes: newBytes, etag: '"n1"', failOnRequest: { request: 2, status: 429, retryAfter: '0' } }, signedChunkIndexBytes(index, keys.privateKeys));
     const ctx = context();
@@ -222,6 +252,42 @@ describe('differential download', () => {
     assert.ok((await readdir(layout.tmpDir)).some((name) => name.endsWith('.delta.partial.json')), 'kept for the next attempt');
     await assert.rejects(access(layout.versionDir(NEW_VERSION)));
     assert.equal(await runVersionOf(join(layout.root, 'current', 'bytebiota-worker')), OLD_VERSION, 'the previous version still runs');
+  });
+
+  test('kept bytes that no longer hash right are fetched again on resume, not trusted', async () => {
+    serve({ bytes: newBytes, etag: '"n1"', dropOnRequest: { request: 2, afterBytes: 10 * 1024 } }, signedChunkIndexBytes(index, keys.privateKeys));
+    const first = context();
+    const attempt = runUpdateOnce(first);
+    await until('the second range to be held open', () => (server.artifacts.get(ARTIFACT_PATH)?.served ?? 0) >= 2);
+    server.dropHeld();
+    await assert.rejects(attempt, (err: unknown) => err instanceof UpdateError && err.code === 'download_failed');
+    const partial = (await readdir(layout.tmpDir)).find((name) => name.endsWith('.delta.partial'))!;
+    const sidecar = JSON.parse(await readFile(join(layout.tmpDir, `${partial}.json`), 'utf8')) as { assembled_bytes: number };
+    // A byte near the end of the kept prefix changed on disk (a power cut before it was flushed, say).
+    const bytes = await readFile(join(layout.tmpDir, partial));
+    bytes[sidecar.assembled_bytes - 100] = (bytes[sidecar.assembled_bytes - 100] ?? 0) ^ 0xff;
+    await writeFile(join(layout.tmpDir, partial), bytes);
+
+    const second = context();
+    assert.deepEqual(await runUpdateOnce(second), { kind: 'staged', version: NEW_VERSION, serial: 2 });
+    await assertStagedIntact();
+    const downloaded = second.logs.lines().find((line) => line['event'] === 'worker_update_downloaded');
+    assert.equal(downloaded?.['mode'], 'delta');
+    const resumed = Number(downloaded?.['resumed_from_bytes']);
+    assert.ok(resumed > 0 && resumed < sidecar.assembled_bytes, `kept ${resumed} of the ${sidecar.assembled_bytes} claimed`);
+  });
+
+  test('ranges that fail attempt after attempt give way to the whole file (ranges_failing)', async () => {
+    serve({ bytes: newBytes, etag: '"n1"', failRangeStatus: 502 }, signedChunkIndexBytes(index, keys.privateKeys));
+    for (let attempt = 1; attempt <= 3; attempt += 1) {
+      await assert.rejects(runUpdateOnce(context()), (err: unknown) => err instanceof UpdateError && err.code === 'download_failed', `attempt ${attempt}`);
+    }
+    const ctx = context();
+    assert.deepEqual(await runUpdateOnce(ctx), { kind: 'staged', version: NEW_VERSION, serial: 2 });
+    await assertStagedIntact();
+    const state = await loadState(layout, () => 'unused');
+    assert.equal(state.pending_switch?.download?.delta_fallback, 'ranges_failing');
+    assert.equal(ctx.logs.lines().find((line) => line['event'] === 'worker_delta_fallback')?.['reason'], 'ranges_failing');
   });
 
   test('a full disk is disk_full, before a byte is written', async () => {
