@@ -195,14 +195,17 @@ describe('differential download', () => {
     });
   }
 
-  test('a range that breaks off is resumed at the next attempt from the last verified chunk', async () => {
-    // The second range (the appended tail) dies after 10 KiB.
+  /** A first attempt whose second range (the appended tail) dies after 10 KiB: download_failed. */
+  async function attemptWithBrokenSecondRange(): Promise<void> {
     serve({ bytes: newBytes, etag: '"n1"', dropOnRequest: { request: 2, afterBytes: 10 * 1024 } }, signedChunkIndexBytes(index, keys.privateKeys));
-    const first = context();
-    const attempt = runUpdateOnce(first);
+    const attempt = runUpdateOnce(context());
     await until('the second range to be held open', () => (server.artifacts.get(ARTIFACT_PATH)?.served ?? 0) >= 2);
     server.dropHeld();
     await assert.rejects(attempt, (err: unknown) => err instanceof UpdateError && err.code === 'download_failed');
+  }
+
+  test('a range that breaks off is resumed at the next attempt from the last verified chunk', async () => {
+    await attemptWithBrokenSecondRange();
     const kept = await readdir(layout.tmpDir);
     assert.ok(kept.some((name) => name.endsWith('.delta.partial')) && kept.some((name) => name.endsWith('.delta.partial.json')), `kept ${kept.join(', ')}`);
     const sidecar = JSON.parse(await readFile(join(layout.tmpDir, kept.find((name) => name.endsWith('.json'))!), 'utf8')) as { assembled_bytes: number };
@@ -255,12 +258,7 @@ describe('differential download', () => {
   });
 
   test('kept bytes that no longer hash right are fetched again on resume, not trusted', async () => {
-    serve({ bytes: newBytes, etag: '"n1"', dropOnRequest: { request: 2, afterBytes: 10 * 1024 } }, signedChunkIndexBytes(index, keys.privateKeys));
-    const first = context();
-    const attempt = runUpdateOnce(first);
-    await until('the second range to be held open', () => (server.artifacts.get(ARTIFACT_PATH)?.served ?? 0) >= 2);
-    server.dropHeld();
-    await assert.rejects(attempt, (err: unknown) => err instanceof UpdateError && err.code === 'download_failed');
+    await attemptWithBrokenSecondRange();
     const partial = (await readdir(layout.tmpDir)).find((name) => name.endsWith('.delta.partial'))!;
     const sidecar = JSON.parse(await readFile(join(layout.tmpDir, `${partial}.json`), 'utf8')) as { assembled_bytes: number };
     // A byte near the end of the kept prefix changed on disk (a power cut before it was flushed, say).
