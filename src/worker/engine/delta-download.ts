@@ -118,10 +118,11 @@ async function verifiedPrefixBytes(path: string, chunks: readonly Chunk[], claim
 /**
  * Assemble a new artifact from the installed version's chunks and byte ranges of the artifact URL
  * (docs/protocol.md, section 8), verified as strictly as a full download:
- * 1. plan: chunks the installed file has are copied, the rest fetched as merged ranges; when more
- *    than MAX_DELTA_SHARE would be fetched, fall back (`delta_not_smaller`);
- * 2. resume: an earlier attempt's assembled prefix (a chunk boundary, from the sidecar) is kept and
- *    re-hashed; anything after it is cut off;
+ * 1. plan (delta-plan.ts): chunks the installed file has are copied, the rest fetched as merged
+ *    ranges; too much to fetch, or too many ranges, falls back (`delta_not_smaller`);
+ * 2. resume: of an earlier attempt's assembled prefix (from the sidecar), the chunks that are whole
+ *    on disk and still hash right are kept and re-hashed; anything after them is cut off. After
+ *    MAX_FAILED_DELTA_ATTEMPTS attempts in a row without progress, fall back (`ranges_failing`);
  * 3. free space for the rest, as for a full download (disk_full);
  * 4. in file order, copy the local chunks (in large reads) or fetch each range (`Range: bytes=a-b`,
  *    one per request, redirects as for the artifact, the bearer to its origin only), hashing every
@@ -130,7 +131,7 @@ async function verifiedPrefixBytes(path: string, chunks: readonly Chunk[], claim
  * A fetched chunk that does not hash right, a server that ignores Range or answers another range,
  * or a whole file that does not match (an installed file that changed under its cache) throws
  * DeltaFallback and deletes what was assembled: the caller then downloads the whole artifact. A
- * dropped connection or an HTTP error is download_failed and keeps the assembled prefix for the
+ * dropped connection or a 5xx is download_failed, counted, and keeps the assembled prefix for the
  * next attempt; a full disk is disk_full.
  */
 export async function downloadByChunks(req: DeltaRequest): Promise<DeltaResult> {
