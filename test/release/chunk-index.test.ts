@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeltaFallback } from '../../src/protocol/chunk-index.js';
 import type { ArtifactEntry } from '../../src/protocol/manifest.js';
-import { ensureChunkIndex } from '../../src/release/chunk-index.js';
+import { ensureChunkIndex, ensureChunkIndexes } from '../../src/release/chunk-index.js';
 import { ReleaseError } from '../../src/release/release-error.js';
 import { FolderStore } from '../../src/store/folder-store.js';
 import type { TestKey } from '../helpers/trust-fixtures.js';
@@ -65,6 +65,20 @@ describe('the chunk index the release tool writes', () => {
   test('an artifact hosted outside the store gets none', async () => {
     const external = { ...entry, url: 'https://cdn.example.com/worker/bytebiota-worker' };
     assert.equal(await ensureChunkIndex(store, VERSION, 'linux-x64', external, [keyA.private], log), 'skipped');
+  });
+
+  test('promote and rollback only warn when an index cannot be written; publish fails', async () => {
+    const other = '4.0.0';
+    const key = `artifacts/${other}/bytebiota-worker-${other}-linux-x64`;
+    await store.write(key, bytes.subarray(1));
+    const artifacts = { 'linux-x64': { url: key, sha256: entry.sha256, size: entry.size } };
+    const lines: string[] = [];
+    await ensureChunkIndexes(store, other, artifacts, [keyA.private], (line) => lines.push(line), { required: false });
+    assert.ok(lines.some((line) => /^warning: no chunk index for linux-x64 \(.*\); workers download it whole$/.test(line)), lines.join('\n'));
+    await assert.rejects(
+      ensureChunkIndexes(store, other, artifacts, [keyA.private], log, { required: true }),
+      (err: unknown) => err instanceof ReleaseError && err.code === 'artifact_corrupted',
+    );
   });
 
   test('a stored artifact that no longer matches the manifest is artifact_corrupted, and no index is written', async () => {

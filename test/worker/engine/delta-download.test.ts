@@ -125,6 +125,15 @@ describe('differential download', () => {
   };
   const fallbackRows: Array<{ name: string; reason: string; arrange(): Promise<void> | void }> = [
     { name: 'no index next to the artifact (a release from before)', reason: 'index_missing', arrange: () => serve({ bytes: newBytes, etag: '"n1"' }, null) },
+    {
+      name: 'an index the server fails to serve (500)',
+      reason: 'index_unavailable',
+      arrange: () => {
+        serve({ bytes: newBytes, etag: '"n1"' }, null);
+        // No body comes with the 500: nothing of the index counts as fetched.
+        server.artifacts.set(INDEX_PATH, { bytes: Buffer.alloc(0), etag: '"i1"', failOnRequest: { request: 1, status: 500 } });
+      },
+    },
     { name: 'an index altered after signing', reason: 'index_invalid', arrange: () => serve({ bytes: newBytes, etag: '"n1"' }, tamperedSignature(index)) },
     { name: 'an index signed by a key the worker does not trust', reason: 'index_invalid', arrange: () => serve({ bytes: newBytes, etag: '"n1"' }, signedChunkIndexBytes(index, strangerKeys.privateKeys)) },
     {
