@@ -146,6 +146,7 @@ async function main(): Promise<void> {
       console.log(`\nThe server keeps running (pid ${lab.server?.child.pid}); stop it with Ctrl-C.`);
       console.log(`  URL:         ${lab.serverUrl}`);
       console.log(`  admin token: ${await lab.admin()}`);
+      console.log(`  console:     ${lab.serverUrl.replace(/\/$/, '')}/console/ (sign in with the admin token)`);
       console.log(`  try:         BYTEBIOTA_SERVER_URL=${lab.serverUrl} BYTEBIOTA_ADMIN_TOKEN=<admin token> npx bytebiota-admin rollout status`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', () => resolve());

@@ -112,14 +112,15 @@ export class UpdateLab {
     await this.server?.kill();
   }
 
-  async createToken(role: 'worker' | 'admin' | 'enroll', pool?: string): Promise<string> {
-    const args = ['token', 'create', '--db', this.dbPath, '--role', role, ...(pool ? ['--pool', pool] : [])];
+  async createToken(role: 'worker' | 'admin' | 'enroll', pool?: string, label?: string): Promise<string> {
+    const args = ['token', 'create', '--db', this.dbPath, '--role', role, ...(pool ? ['--pool', pool] : []), ...(label ? ['--label', label] : [])];
     const lines = (await this.serverCommand(args)).trim().split('\n');
     return lines[lines.length - 1]!.trim();
   }
 
   async admin(): Promise<string> {
-    this.adminToken ||= await this.createToken('admin');
+    // Labelled, as every admin token should be: actions are logged with the label.
+    this.adminToken ||= await this.createToken('admin', undefined, 'lab-operator');
     return this.adminToken;
   }
 

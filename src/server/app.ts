@@ -1,3 +1,4 @@
+import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
@@ -9,6 +10,11 @@ import type { PublicKey } from '../trust/keys.js';
 import type { FleetStore } from './fleet/fleet-store.js';
 import { HttpError } from './http-error.js';
 import { ManifestCache } from './manifest-cache.js';
+import { defaultConsoleAssetsDir } from './console/assets.js';
+import { consolePlugin } from './console/console-plugin.js';
+import { STALLED_AFTER_MS, unseenWindow } from './fleet/liveness.js';
+import { DEFAULT_CONSOLE_SESSION_SECONDS } from './console/sessions.js';
+import { DEFAULT_SAMPLE_INTERVAL_SECONDS } from './console/version-sampler.js';
 import { accessLogPlugin } from './plugins/access-log.js';
 import { authPlugin } from './plugins/auth.js';
 import { describeError, errorHandlerPlugin } from './plugins/error-handler.js';
@@ -61,6 +67,18 @@ export interface AppDeps {
   credentialMaxAgeSeconds?: number;
   /** Reverse proxies whose X-Forwarded-For gives the client address (`--trusted-proxy`); default none. */
   trustedProxies?: readonly string[];
+  /** The fleet console (docs/console.md); every field has a default. */
+  console?: ConsoleSettings;
+}
+
+export interface ConsoleSettings {
+  /** A console session lasts this long (`--console-session-ttl`); default 8 hours. */
+  sessionTtlSeconds?: number;
+  /** The version distribution is sampled this often (`--console-sample-interval`); default 5 minutes. */
+  sampleIntervalSeconds?: number;
+  sampleOnTimer?: boolean;
+  /** Where the built page is; default the package's dist/console. */
+  assetsDir?: string;
 }
 
 export const DEFAULT_CREDENTIAL_MAX_AGE_SECONDS = 90 * 86_400;
@@ -132,8 +150,11 @@ export const bytebiotaServer = fp<AppDeps>(
     await app.register(errorHandlerPlugin);
     await app.register(metricsPlugin, {
       workersSeenSince: () => new Date(deps.clock.now().getTime() - workerStaleAfterSeconds * 1000),
+      unseen: () => unseenWindow(deps.clock.now(), deps.heartbeatIntervalSeconds),
+      stalledBefore: () => new Date(deps.clock.now().getTime() - STALLED_AFTER_MS),
     });
     await app.register(authPlugin, { metricsToken: deps.metricsToken, refusePoolTokens: deps.refusePoolTokens ?? false });
+    await app.register(cookie);
     // After auth (preHandler), so the key is the verified token or credential id; per address otherwise.
     await app.register(rateLimit, {
       global: true,
@@ -156,6 +177,13 @@ export const bytebiotaServer = fp<AppDeps>(
     await app.register(adminRoutes);
     await app.register(adminIdentityRoutes);
     await app.register(rolloutRoutes);
+    const consoleSettings = deps.console ?? {};
+    await app.register(consolePlugin, {
+      assetsDir: consoleSettings.assetsDir ?? defaultConsoleAssetsDir(),
+      sessionTtlSeconds: consoleSettings.sessionTtlSeconds ?? DEFAULT_CONSOLE_SESSION_SECONDS,
+      sampleIntervalSeconds: consoleSettings.sampleIntervalSeconds ?? DEFAULT_SAMPLE_INTERVAL_SECONDS,
+      sampleOnTimer: consoleSettings.sampleOnTimer ?? true,
+    });
   },
   { name: 'bytebiota-server', fastify: '5.x' },
 );

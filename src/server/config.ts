@@ -48,6 +48,10 @@ export interface ServeConfig {
    * Empty: the TCP peer, and X-Forwarded-For is ignored (anyone can send it).
    */
   trustedProxies: string[];
+  /** A console session lasts this long before its page must sign in again. */
+  consoleSessionTtlSeconds: number;
+  /** The console's version-distribution chart gets one sample per this interval (across every replica). */
+  consoleSampleIntervalSeconds: number;
 }
 
 export const DB_SYNC_MODES = ['full', 'normal'] as const;
@@ -179,6 +183,22 @@ export const SETTINGS: readonly Setting[] = [
   },
   { field: 'credentialMaxAge', flag: 'credential-max-age', env: 'BYTEBIOTA_CREDENTIAL_MAX_AGE', fileKey: 'credential_max_age', kind: 'string', default: '90d' },
   { field: 'trustedProxies', flag: 'trusted-proxy', env: 'BYTEBIOTA_TRUSTED_PROXIES', fileKey: 'trusted_proxies', kind: 'list', default: [] },
+  {
+    field: 'consoleSessionTtlSeconds',
+    flag: 'console-session-ttl',
+    env: 'BYTEBIOTA_CONSOLE_SESSION_TTL',
+    fileKey: 'console_session_ttl',
+    kind: { min: 60, max: 7 * 86_400 },
+    default: 8 * 3600,
+  },
+  {
+    field: 'consoleSampleIntervalSeconds',
+    flag: 'console-sample-interval',
+    env: 'BYTEBIOTA_CONSOLE_SAMPLE_INTERVAL',
+    fileKey: 'console_sample_interval',
+    kind: { min: 1, max: 86_400 },
+    default: 300,
+  },
 ];
 
 /** An IPv4 or IPv6 address, or one with a /prefix (a CIDR range). */

@@ -7,15 +7,16 @@ import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
  *
  * - `bbt_`: a bearer token (a pool's worker token, or an admin's);
  * - `bbe_`: an enrollment token, exchanged at `POST /api/workers/enroll` for a credential;
- * - `bbw_`: a worker credential, bound to one worker id and one pool (docs/protocol.md, section 3).
+ * - `bbw_`: a worker credential, bound to one worker id and one pool (docs/protocol.md, section 3);
+ * - `bbs_`: a console session, the value of the console's cookie (docs/console.md).
  */
 export const TOKEN_ROLES = ['worker', 'admin'] as const;
 export type TokenRole = (typeof TOKEN_ROLES)[number];
 
-export const SECRET_PREFIXES = { token: 'bbt', enrollment: 'bbe', credential: 'bbw' } as const;
+export const SECRET_PREFIXES = { token: 'bbt', enrollment: 'bbe', credential: 'bbw', session: 'bbs' } as const;
 export type SecretKind = keyof typeof SECRET_PREFIXES;
 
-const SECRET_PATTERN = /^(bbt|bbe|bbw)_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
+const SECRET_PATTERN = /^(bbt|bbe|bbw|bbs)_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 export const TOKEN_ID_PATTERN = /^[0-9a-f]{16}$/;
 
 export interface NewToken {

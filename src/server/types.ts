@@ -5,9 +5,11 @@ import type { ManifestCache } from './manifest-cache.js';
 import type { RolloutService } from './rollout/rollout-service.js';
 import type { ServerMetrics } from './plugins/metrics.js';
 import type { TokenRole } from './tokens.js';
+import type { ResumedSession } from './console/sessions.js';
+import type { VersionSampler } from './console/version-sampler.js';
 
-/** Who a route admits: nobody in particular, a worker token, an admin token, or the metrics token. */
-export type RouteAuth = 'none' | 'worker' | 'admin' | 'metrics';
+/** Who a route admits: nobody in particular, a worker token, an admin token, the metrics token, or a console session (its cookie). */
+export type RouteAuth = 'none' | 'worker' | 'admin' | 'metrics' | 'console';
 
 export interface AuthContext {
   /** `token`: a bearer token (a pool's or an admin's); `credential`: one worker's own credential. */
@@ -39,11 +41,15 @@ declare module 'fastify' {
     clock: Clock;
     serverMetrics: ServerMetrics;
     settings: ServerSettings;
+    /** The console's version sampler (docs/console.md); tests call `sample()` themselves. */
+    consoleSampler: VersionSampler;
   }
   interface FastifyRequest {
     auth: AuthContext | null;
     /** Fields for the one log line written about this request when its response is sent. */
     logFields: Record<string, unknown> | null;
+    /** On console routes: the signed-in session and its cookie (never logged). */
+    consoleSession: (ResumedSession & { cookie: string }) | null;
   }
   interface FastifyContextConfig {
     auth?: RouteAuth;

@@ -1,18 +1,22 @@
 /**
  * The alert rules and the dashboard are only worth something if the metrics they query exist.
  * Every metric name they reference must be one the real server exports on /metrics (after a
- * report of each kind, so that every counter has a sample).
+ * report of each kind, a rollout, a stalled update and a quiet worker, so that every counter and
+ * gauge has a sample).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { startTestServer, type TestServer } from '../helpers/server-app.js';
+import { publishRelease, releaseFor } from '../helpers/server-fixtures.js';
 
 let server: TestServer;
 let exported: Set<string>;
 
 before(async () => {
   server = await startTestServer();
+  // Published before any request, which would cache the channel's absence.
+  await publishRelease(server.storeDir, releaseFor({ channel: 'stable', serial: 1 }), [server.key]);
   const events = ['attempt', 'success', 'failure', 'rollback'] as const;
   for (const event of events) {
     const response = await server.app.inject({
@@ -39,6 +43,14 @@ before(async () => {
     headers: { authorization: `Bearer ${server.tokens.canary}` },
     payload: { worker_id: 'metrics-check', current_version: '1.0.0', platform: 'linux-x64', channel: 'stable' },
   });
+  // A rollout, so the rollout gauges have a series; an update stuck for two hours and a worker
+  // quiet for two minutes, so the stalled and unseen gauges have one.
+  await server.app.inject({ url: '/api/worker-updates/latest?channel=stable&platform=linux-x64&worker_id=metrics-check&current_version=1.0.0', headers: { authorization: `Bearer ${server.tokens.canary}` } });
+  const now = server.clock.now().getTime();
+  const stuck = { to_version: '1.4.0', state: 'downloading' as const, download_percent: 5 };
+  await server.fleet.recordHeartbeat({ workerId: 'metrics-check', pool: 'canary', version: '1.0.0', state: 'working', update: stuck, at: new Date(now - 7200_000) });
+  await server.fleet.recordHeartbeat({ workerId: 'metrics-check', pool: 'canary', version: '1.0.0', state: 'working', update: stuck, at: new Date(now) });
+  await server.fleet.registerWorker({ workerId: 'metrics-quiet', pool: 'canary', channel: 'stable', platform: 'linux-x64', version: '1.0.0', at: new Date(now - 120_000) });
   const metrics = await server.app.inject({ method: 'GET', url: '/metrics' });
   exported = new Set(
     metrics.body
@@ -52,10 +64,13 @@ after(async () => {
   await server?.close();
 });
 
-/** Metric names in a PromQL text: identifiers followed by `{`, `[` or a space-free end, minus PromQL words. */
+/** Metric names in a PromQL text: identifiers followed by `{` or `[`, minus PromQL words, and every `bytebiota_` name. */
 function metricNames(promql: string): string[] {
   const words = new Set(['sum', 'by', 'rate', 'increase', 'max', 'count', 'clamp_min', 'histogram_quantile', 'le', 'route', 'version', 'channel', 'pool', 'reason', 'to_version', 'status_code']);
-  return [...promql.matchAll(/\b([a-z_][a-z0-9_]*)\s*(?=\{|\[)/g)].map((m) => m[1]!).filter((name) => !words.has(name));
+  const selected = [...promql.matchAll(/\b([a-z_][a-z0-9_]*)\s*(?=\{|\[)/g)].map((m) => m[1]!).filter((name) => !words.has(name));
+  // The server's own metrics also appear bare, as in `max without (instance) (bytebiota_fleet_workers_unseen)`.
+  const ours = [...promql.matchAll(/\b(bytebiota_[a-z0-9_]*)\b/g)].map((m) => m[1]!);
+  return [...new Set([...selected, ...ours])];
 }
 
 /** The `expr:` values of a rules file: inline, or a `|` block of the lines indented under it. */

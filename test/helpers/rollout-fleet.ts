@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Agent, request } from 'undici';
-import type { HeartbeatResponse, RegisterResponse } from '../../src/protocol/messages.js';
+import type { HeartbeatRequest, HeartbeatResponse, RegisterResponse, UpdateReport } from '../../src/protocol/messages.js';
 import { compareVersions } from '../../src/protocol/version.js';
 import type { PublicKey } from '../../src/trust/keys.js';
 import { verifyManifest } from '../../src/trust/verify.js';
@@ -66,10 +66,17 @@ export class LightFleet {
     return JSON.parse(res.text) as RegisterResponse;
   }
 
-  async heartbeat(worker: LightWorker): Promise<HeartbeatResponse> {
-    const res = await this.call(worker, 'POST', '/api/workers/heartbeat', { worker_id: worker.id, current_version: worker.version, state: 'working' });
+  /** A heartbeat at the worker's version; `working` with no update unless told. */
+  async heartbeat(worker: LightWorker, progress: Pick<HeartbeatRequest, 'state' | 'update'> = { state: 'working' }): Promise<HeartbeatResponse> {
+    const res = await this.call(worker, 'POST', '/api/workers/heartbeat', { worker_id: worker.id, current_version: worker.version, ...progress });
     assert.equal(res.status, 200, res.text);
     return JSON.parse(res.text) as HeartbeatResponse;
+  }
+
+  /** An update report on this fleet's channel, as the worker's updater sends it. */
+  async report(worker: LightWorker, report: Pick<UpdateReport, 'event' | 'from_version' | 'to_version'> & Partial<Pick<UpdateReport, 'reason' | 'serial'>>): Promise<void> {
+    const res = await this.call(worker, 'POST', '/api/worker-updates/report', { worker_id: worker.id, channel: this.channel, platform: 'linux-x64', ...report });
+    assert.equal(res.status, 202, res.text);
   }
 
   /** GET latest as the worker does, and verify what comes back as the worker would. */

@@ -72,6 +72,33 @@ describe('SQLite fleet store', () => {
     db.close();
   });
 
+  test('heartbeats: a repeated one touches only state and last seen; a change of pool, version or progress is written, and update_at is when the progress last changed', async () => {
+    const store = new SqliteFleetStore(join(dir, 'heartbeats.sqlite'));
+    try {
+      const at = (minutes: number) => new Date(Date.UTC(2026, 10, 1, 12, minutes));
+      await store.registerWorker({ workerId: 'w1', pool: 'canary', channel: 'stable', platform: 'linux-x64', version: '1.0.0', at: at(0) });
+      const downloading = { to_version: '1.1.0', state: 'downloading' as const, download_percent: 10 };
+      assert.ok(await store.recordHeartbeat({ workerId: 'w1', pool: 'canary', version: '1.0.0', state: 'working', update: downloading, at: at(1) }));
+      assert.ok(await store.recordHeartbeat({ workerId: 'w1', pool: 'canary', version: '1.0.0', state: 'idle', update: downloading, at: at(2) }));
+      let row = await store.getWorker('w1');
+      assert.equal(row?.state, 'idle');
+      assert.equal(row?.last_seen_at, at(2).toISOString());
+      assert.equal(row?.update?.updated_at, at(1).toISOString(), 'the same progress again keeps the time it started');
+      await store.recordHeartbeat({ workerId: 'w1', pool: 'canary', version: '1.0.0', state: 'working', update: { ...downloading, download_percent: 60 }, at: at(3) });
+      row = await store.getWorker('w1');
+      assert.equal(row?.update?.download_percent, 60);
+      assert.equal(row?.update?.updated_at, at(3).toISOString(), 'progress moved');
+      await store.recordHeartbeat({ workerId: 'w1', pool: 'stable', version: '1.1.0', state: 'working', update: null, at: at(4) });
+      row = await store.getWorker('w1');
+      assert.deepEqual([row?.pool, row?.version, row?.update], ['stable', '1.1.0', null]);
+      assert.equal(await store.recordHeartbeat({ workerId: 'nobody', pool: 'canary', version: '1.0.0', state: 'working', update: null, at: at(5) }), null, 'an unknown worker is still reported');
+      const byPool = await store.searchWorkers({ pool: 'stable', limit: 10 });
+      assert.deepEqual(byPool.workers.map((w) => w.worker_id), ['w1'], 'the pool index follows the change');
+    } finally {
+      await store.close();
+    }
+  });
+
   test('tokens: create, find, revoke once, list', async () => {
     const store = new SqliteFleetStore(join(dir, 'tokens.sqlite'));
     try {

@@ -64,6 +64,7 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
       credentialMaxAgeSeconds: parseDurationMs(config.credentialMaxAge) / 1000,
       enrollRateLimit: { max: config.enrollRateLimitMax, windowSeconds: config.rateLimitWindowSeconds },
       trustedProxies: config.trustedProxies,
+      console: { sessionTtlSeconds: config.consoleSessionTtlSeconds, sampleIntervalSeconds: config.consoleSampleIntervalSeconds },
       rollouts: {
         defaultPlan: config.defaultRolloutPlan,
         evalIntervalSeconds: config.rolloutEvalIntervalSeconds,
@@ -122,6 +123,8 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
         enroll_rate_limit_max: config.enrollRateLimitMax,
         credential_max_age: config.credentialMaxAge,
         trusted_proxies: config.trustedProxies,
+        console_session_ttl_s: config.consoleSessionTtlSeconds,
+        console_sample_interval_s: config.consoleSampleIntervalSeconds,
       },
       `listening on ${url}`,
     );

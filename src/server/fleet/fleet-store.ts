@@ -1,4 +1,4 @@
-import type { PoolPolicy, UpdateProgress, UpdateReport, WorkerState } from '../../protocol/messages.js';
+import type { PoolPolicy, UpdateProgress, UpdateReport, UpdateState, WorkerState } from '../../protocol/messages.js';
 import type { RolloutReport } from '../rollout/failure-rate.js';
 import type { RolloutPlan, RolloutState } from '../../protocol/rollouts.js';
 
@@ -58,6 +58,10 @@ export interface FleetStore {
   /** The serials a worker was admitted to on a channel, highest first (its floor is the first). */
   workerAdmittedSerials(workerId: string, channel: string): Promise<number[]>;
   rolloutAdmissions(channel: string, serial: number): Promise<AdmissionRecord[]>;
+  /** The ids of the workers admitted to a rollout that were seen since `seenSince`. */
+  liveAdmittedWorkers(channel: string, serial: number, seenSince: Date): Promise<string[]>;
+  /** The pools with workers on the channel seen since `seenSince`. */
+  livePools(channel: string, seenSince: Date): Promise<string[]>;
   /** The reports about a rollout's release received since `since`. */
   rolloutReports(channel: string, serial: number, since: Date): Promise<Array<RolloutReport & { received_at: string }>>;
   getChannelPlan(channel: string): Promise<RolloutPlan | null>;
@@ -123,6 +127,32 @@ export interface FleetStore {
   /** An admin's request that the worker rotate now; false when it holds no live credential. */
   requestRotation(workerId: string, request: { at: Date; by: string }): Promise<boolean>;
   rotationRequested(workerId: string): Promise<boolean>;
+
+  // The fleet console (docs/console.md).
+  createConsoleSession(session: ConsoleSessionRecord): Promise<void>;
+  /** A session by its id, ended or not; null when there is none. */
+  findConsoleSession(id: string): Promise<ConsoleSessionRecord | null>;
+  /** End a session (sign-out); false when it had already ended. Sessions expired before `purgeBefore` are deleted. */
+  endConsoleSession(id: string, at: Date, purgeBefore: Date): Promise<boolean>;
+  /** One page of workers matching `search`, ordered by worker id after `search.after`, and how many match in all. */
+  searchWorkers(search: WorkerSearch): Promise<{ workers: WorkerView[]; total: number }>;
+  /** The values the console's worker filters offer. */
+  workerFacets(): Promise<{ pools: string[]; versions: string[]; channels: string[] }>;
+  /** Workers seen since `seenSince`, counted by channel, version, state and update state. */
+  workerStateCounts(seenSince: Date): Promise<WorkerStateCount[]>;
+  /** Workers last seen in [`seenSince`, `seenBefore`): alive recently, quiet now. By channel and pool. */
+  unseenWorkerCounts(seenSince: Date, seenBefore: Date): Promise<Array<{ channel: string | null; pool: string; count: number }>>;
+  /** Workers seen since `seenSince` whose update has stayed in one of `states` since before `updateBefore`. */
+  stalledUpdateCounts(seenSince: Date, updateBefore: Date, states: readonly UpdateState[]): Promise<Array<{ channel: string | null; update_state: UpdateState; count: number }>>;
+  /** Failure and rollback reports since `since`, grouped by event, reason, version and channel, most reports first. */
+  failureGroups(since: Date, workerIdsPerGroup: number): Promise<FailureGroup[]>;
+  /**
+   * Record the version distribution for the sample slot `slot` unless a sample for it exists
+   * (another replica took it); delete samples older than `keepSince`. True when this call wrote it.
+   */
+  recordVersionSample(slot: Date, counts: readonly WorkerCount[], keepSince: Date): Promise<boolean>;
+  /** A channel's samples since `since`, oldest first. */
+  versionSamples(channel: string, since: Date): Promise<Array<{ sampled_at: string; version: string; count: number }>>;
 
   /** Finish pending writes and close the connection. */
   close(): Promise<void>;
@@ -348,4 +378,55 @@ export interface AdmissionRecord {
   /** `--force-update` on the worker: offered outside the rollout. */
   forced: boolean;
   admittedAt: Date;
+}
+
+/** A signed-in console page (docs/console.md): the cookie holds `id` and a secret whose SHA-256 is kept. */
+export interface ConsoleSessionRecord {
+  id: string;
+  secretSha256: Buffer;
+  /** The admin token the session was opened with; revoking it ends the session. */
+  tokenId: string;
+  createdAt: Date;
+  expiresAt: Date;
+  createdFrom: string | null;
+  endedAt: Date | null;
+}
+
+/** The console's worker filters; every field narrows, all combined. */
+export interface WorkerSearch {
+  /** Worker ids starting with this. */
+  idPrefix?: string;
+  pool?: string;
+  version?: string;
+  channel?: string;
+  state?: WorkerState;
+  /** An update state, or `none` for workers with no update in progress or finished. */
+  updateState?: UpdateState | 'none';
+  /** Last seen at or after this. */
+  seenSince?: Date;
+  /** Last seen before this. */
+  seenBefore?: Date;
+  /** The cursor: only workers whose id sorts after it. */
+  after?: string;
+  limit: number;
+}
+
+export interface WorkerStateCount {
+  channel: string | null;
+  version: string;
+  state: WorkerState;
+  update_state: UpdateState | null;
+  count: number;
+}
+
+export interface FailureGroup {
+  event: 'failure' | 'rollback';
+  reason: string | null;
+  to_version: string;
+  channel: string;
+  reports: number;
+  workers: number;
+  /** Up to the number asked for, most recent first. */
+  worker_ids: string[];
+  last_at: string;
 }

@@ -10,6 +10,10 @@ import type { RolloutPlan } from '../../protocol/rollouts.js';
 import {
   enrollmentRefusal,
   type AdmissionRecord,
+  type ConsoleSessionRecord,
+  type FailureGroup,
+  type WorkerSearch,
+  type WorkerStateCount,
   type CredentialRecord,
   type PendingCredentialRecord,
   type EnrollmentTokenRecord,
@@ -168,6 +172,64 @@ function credentialRow(credential: CredentialRecord): CredentialRow {
   };
 }
 
+interface ConsoleSessionRow {
+  id: string;
+  secret_sha256: Buffer;
+  token_id: string;
+  created_at: string;
+  expires_at: string;
+  created_from: string | null;
+  ended_at: string | null;
+}
+
+function consoleSessionFromRow(row: ConsoleSessionRow): ConsoleSessionRecord {
+  return {
+    id: row.id,
+    secretSha256: row.secret_sha256,
+    tokenId: row.token_id,
+    createdAt: new Date(row.created_at),
+    expiresAt: new Date(row.expires_at),
+    createdFrom: row.created_from,
+    endedAt: row.ended_at === null ? null : new Date(row.ended_at),
+  };
+}
+
+/** The WHERE terms and named parameters of a worker search, cursor and limit aside. */
+function workerSearchWhere(search: WorkerSearch): { where: string[]; params: Record<string, unknown> } {
+  const where: string[] = [];
+  const params: Record<string, unknown> = {};
+  if (search.idPrefix !== undefined && search.idPrefix !== '') {
+    // A range on the primary key rather than LIKE, which SQLite cannot serve from the index.
+    where.push('id >= @prefix AND id < @prefix_end');
+    params['prefix'] = search.idPrefix;
+    params['prefix_end'] = `${search.idPrefix}\u{10ffff}`;
+  }
+  for (const [column, value] of [
+    ['pool', search.pool],
+    ['version', search.version],
+    ['channel', search.channel],
+    ['state', search.state],
+  ] as const) {
+    if (value === undefined) continue;
+    where.push(`${column} = @${column}`);
+    params[column] = value;
+  }
+  if (search.updateState === 'none') where.push('update_state IS NULL');
+  else if (search.updateState !== undefined) {
+    where.push('update_state = @update_state');
+    params['update_state'] = search.updateState;
+  }
+  if (search.seenSince !== undefined) {
+    where.push('last_seen_at >= @seen_since');
+    params['seen_since'] = search.seenSince.toISOString();
+  }
+  if (search.seenBefore !== undefined) {
+    where.push('last_seen_at < @seen_before');
+    params['seen_before'] = search.seenBefore.toISOString();
+  }
+  return { where, params };
+}
+
 function workerFromRow(row: WorkerRow): WorkerView {
   const update =
     row.update_to_version !== null && row.update_state !== null
@@ -315,6 +377,7 @@ export class SqliteFleetStore implements FleetStore {
   private closed = false;
   private readonly statements: {
     upsertRegistration: Statement;
+    touchHeartbeat: Statement;
     updateHeartbeat: Statement;
     workerChannel: Statement;
     insertReport: Statement;
@@ -370,11 +433,23 @@ export class SqliteFleetStore implements FleetStore {
         ON CONFLICT (id) DO UPDATE SET pool = excluded.pool, channel = excluded.channel,
           platform = excluded.platform, version = excluded.version, state = 'starting',
           registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at`),
+      // Most heartbeats repeat the worker's pool, version and update progress: this statement
+      // then writes only state and last_seen_at, so the indexes on the other columns (the
+      // console's filters, migration 8) are not rewritten. No row changed: use updateHeartbeat.
+      touchHeartbeat: this.db.prepare(`
+        UPDATE workers SET state = @state, last_seen_at = @at
+        WHERE id = @id AND pool = @pool AND version = @version AND update_state IS @update_state
+          AND update_to_version IS @to_version AND update_download_percent IS @download_percent
+          AND update_reason IS @reason`),
       updateHeartbeat: this.db.prepare(`
         UPDATE workers SET pool = @pool, version = @version, state = @state,
           update_to_version = @to_version, update_state = @update_state,
           update_download_percent = @download_percent, update_reason = @reason,
-          update_at = @update_at, last_seen_at = @at
+          update_at = CASE
+            WHEN update_state IS @update_state AND update_to_version IS @to_version
+              AND update_download_percent IS @download_percent AND update_reason IS @reason
+            THEN update_at ELSE @update_at END,
+          last_seen_at = @at
         WHERE id = @id`),
       workerChannel: this.db.prepare('SELECT channel, platform FROM workers WHERE id = ?'),
       insertReport: this.db.prepare(`
@@ -476,7 +551,7 @@ export class SqliteFleetStore implements FleetStore {
       update_at: update ? heartbeat.at.toISOString() : null,
       at: heartbeat.at.toISOString(),
     };
-    const known = await this.writeReturning(() => this.statements.updateHeartbeat.run(row).changes > 0);
+    const known = await this.writeReturning(() => this.statements.touchHeartbeat.run(row).changes > 0 || this.statements.updateHeartbeat.run(row).changes > 0);
     if (!known) return null;
     const found = this.statements.workerChannel.get(heartbeat.workerId) as { channel: string | null; platform: string | null } | undefined;
     return { channel: found?.channel ?? null, platform: found?.platform ?? null };
@@ -644,6 +719,20 @@ export class SqliteFleetStore implements FleetStore {
   async rolloutAdmissions(channel: string, serial: number): Promise<AdmissionRecord[]> {
     const rows = this.db.prepare('SELECT * FROM rollout_admissions WHERE channel = ? AND serial = ?').all(channel, serial) as AdmissionRow[];
     return rows.map(admissionFromRow);
+  }
+
+  async liveAdmittedWorkers(channel: string, serial: number, seenSince: Date): Promise<string[]> {
+    return this.db
+      .prepare(
+        `SELECT a.worker_id FROM rollout_admissions a JOIN workers w ON w.id = a.worker_id
+         WHERE a.channel = ? AND a.serial = ? AND w.last_seen_at >= ?`,
+      )
+      .pluck()
+      .all(channel, serial, seenSince.toISOString()) as string[];
+  }
+
+  async livePools(channel: string, seenSince: Date): Promise<string[]> {
+    return this.db.prepare('SELECT DISTINCT pool FROM workers WHERE channel = ? AND last_seen_at >= ? ORDER BY pool').pluck().all(channel, seenSince.toISOString()) as string[];
   }
 
   async rolloutReports(channel: string, serial: number, since: Date): Promise<Array<RolloutReport & { received_at: string }>> {
@@ -923,6 +1012,144 @@ export class SqliteFleetStore implements FleetStore {
 
   async rotationRequested(workerId: string): Promise<boolean> {
     return this.db.prepare('SELECT 1 FROM credential_rotation_requests WHERE worker_id = ?').get(workerId) !== undefined;
+  }
+
+  createConsoleSession(session: ConsoleSessionRecord): Promise<void> {
+    return this.batcher.write(() =>
+      this.db
+        .prepare(
+          `INSERT INTO console_sessions (id, secret_sha256, token_id, created_at, expires_at, created_from, ended_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          session.id,
+          session.secretSha256,
+          session.tokenId,
+          session.createdAt.toISOString(),
+          session.expiresAt.toISOString(),
+          session.createdFrom,
+          session.endedAt?.toISOString() ?? null,
+        ),
+    );
+  }
+
+  async findConsoleSession(id: string): Promise<ConsoleSessionRecord | null> {
+    const row = this.db.prepare('SELECT * FROM console_sessions WHERE id = ?').get(id) as ConsoleSessionRow | undefined;
+    return row ? consoleSessionFromRow(row) : null;
+  }
+
+  endConsoleSession(id: string, at: Date, purgeBefore: Date): Promise<boolean> {
+    return this.writeReturning(() => {
+      const ended = this.db.prepare('UPDATE console_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL').run(at.toISOString(), id).changes > 0;
+      this.db.prepare('DELETE FROM console_sessions WHERE expires_at < ?').run(purgeBefore.toISOString());
+      return ended;
+    });
+  }
+
+  async searchWorkers(search: WorkerSearch): Promise<{ workers: WorkerView[]; total: number }> {
+    const { where, params } = workerSearchWhere(search);
+    const total = this.db.prepare(`SELECT COUNT(*) FROM workers${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}`).pluck().get(params) as number;
+    if (search.after !== undefined) {
+      where.push('id > @after');
+      params['after'] = search.after;
+    }
+    params['limit'] = search.limit;
+    const rows = this.db
+      .prepare(`SELECT * FROM workers${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT @limit`)
+      .all(params) as WorkerRow[];
+    return { workers: rows.map(workerFromRow), total };
+  }
+
+  async workerFacets(): Promise<{ pools: string[]; versions: string[]; channels: string[] }> {
+    // DISTINCT over an index's leading column is a skip-scan: cheap at any fleet size.
+    const distinct = (sql: string) => this.db.prepare(sql).pluck().all() as string[];
+    return {
+      pools: distinct('SELECT DISTINCT pool FROM workers ORDER BY pool'),
+      versions: distinct('SELECT DISTINCT version FROM workers ORDER BY version'),
+      channels: distinct('SELECT DISTINCT channel FROM workers WHERE channel IS NOT NULL ORDER BY channel'),
+    };
+  }
+
+  async workerStateCounts(seenSince: Date): Promise<WorkerStateCount[]> {
+    return this.db
+      .prepare(
+        `SELECT channel, version, state, update_state, COUNT(*) AS count FROM workers WHERE last_seen_at >= ?
+         GROUP BY channel, version, state, update_state`,
+      )
+      .all(seenSince.toISOString()) as WorkerStateCount[];
+  }
+
+  async unseenWorkerCounts(seenSince: Date, seenBefore: Date): Promise<Array<{ channel: string | null; pool: string; count: number }>> {
+    return this.db
+      .prepare(
+        `SELECT channel, pool, COUNT(*) AS count FROM workers WHERE last_seen_at >= ? AND last_seen_at < ?
+         GROUP BY channel, pool`,
+      )
+      .all(seenSince.toISOString(), seenBefore.toISOString()) as Array<{ channel: string | null; pool: string; count: number }>;
+  }
+
+  async stalledUpdateCounts(
+    seenSince: Date,
+    updateBefore: Date,
+    states: readonly UpdateState[],
+  ): Promise<Array<{ channel: string | null; update_state: UpdateState; count: number }>> {
+    if (states.length === 0) return [];
+    return this.db
+      .prepare(
+        `SELECT channel, update_state, COUNT(*) AS count FROM workers
+         WHERE last_seen_at >= ? AND update_at < ? AND update_state IN (${states.map(() => '?').join(', ')})
+         GROUP BY channel, update_state`,
+      )
+      .all(seenSince.toISOString(), updateBefore.toISOString(), ...states) as Array<{ channel: string | null; update_state: UpdateState; count: number }>;
+  }
+
+  async failureGroups(since: Date, workerIdsPerGroup: number): Promise<FailureGroup[]> {
+    const groups = this.db
+      .prepare(
+        `SELECT event, reason, to_version, channel, COUNT(*) AS reports, COUNT(DISTINCT worker_id) AS workers,
+           MAX(received_at) AS last_at
+         FROM update_events WHERE received_at >= ? AND event IN ('failure', 'rollback')
+         GROUP BY event, reason, to_version, channel ORDER BY reports DESC, last_at DESC`,
+      )
+      .all(since.toISOString()) as Array<Omit<FailureGroup, 'worker_ids'>>;
+    const workerIds = this.db
+      .prepare(
+        `SELECT worker_id FROM update_events
+         WHERE received_at >= @since AND event = @event AND reason IS @reason AND to_version = @to_version AND channel = @channel
+         GROUP BY worker_id ORDER BY MAX(id) DESC LIMIT @limit`,
+      )
+      .pluck();
+    return groups.map((group) => ({
+      ...group,
+      worker_ids: workerIds.all({ since: since.toISOString(), event: group.event, reason: group.reason, to_version: group.to_version, channel: group.channel, limit: workerIdsPerGroup }) as string[],
+    }));
+  }
+
+  recordVersionSample(slot: Date, counts: readonly WorkerCount[], keepSince: Date): Promise<boolean> {
+    return this.writeReturning(() => {
+      const at = slot.toISOString();
+      if (this.db.prepare('INSERT INTO fleet_sample_slots (sampled_at) VALUES (?) ON CONFLICT DO NOTHING').run(at).changes === 0) return false;
+      const byVersion = new Map<string, { channel: string; version: string; count: number }>();
+      for (const row of counts) {
+        const channel = row.channel ?? 'unknown';
+        const key = `${channel}\n${row.version}`;
+        const entry = byVersion.get(key) ?? { channel, version: row.version, count: 0 };
+        entry.count += row.count;
+        byVersion.set(key, entry);
+      }
+      const insert = this.db.prepare('INSERT INTO fleet_version_samples (sampled_at, channel, version, count) VALUES (?, ?, ?, ?)');
+      for (const entry of byVersion.values()) insert.run(at, entry.channel, entry.version, entry.count);
+      const keep = keepSince.toISOString();
+      this.db.prepare('DELETE FROM fleet_version_samples WHERE sampled_at < ?').run(keep);
+      this.db.prepare('DELETE FROM fleet_sample_slots WHERE sampled_at < ?').run(keep);
+      return true;
+    });
+  }
+
+  async versionSamples(channel: string, since: Date): Promise<Array<{ sampled_at: string; version: string; count: number }>> {
+    return this.db
+      .prepare('SELECT sampled_at, version, count FROM fleet_version_samples WHERE channel = ? AND sampled_at >= ? ORDER BY sampled_at, version')
+      .all(channel, since.toISOString()) as Array<{ sampled_at: string; version: string; count: number }>;
   }
 
   async close(): Promise<void> {

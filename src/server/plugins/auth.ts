@@ -65,7 +65,8 @@ export const authPlugin = fp<AuthOptions>(
 
     app.addHook('onRequest', async (request) => {
       const required = request.routeOptions.config.auth ?? 'none';
-      if (required === 'none') return;
+      // Console routes are the console guard's (the session cookie); they never take a bearer.
+      if (required === 'none' || required === 'console') return;
       if (required === 'metrics') {
         if (metricsTokenHash === null) return;
         const token = bearerToken(request.headers.authorization);

@@ -9,6 +9,17 @@ import { isDeltaFallbackReason } from '../../protocol/chunk-index.js';
 import type { UpdateReport } from '../../protocol/messages.js';
 import { ROLLOUT_STATES, type RolloutStatus } from '../../protocol/rollouts.js';
 import type { FleetStore } from '../fleet/fleet-store.js';
+import { MID_UPDATE_STATES, STALLED_AFTER_MS, UNSEEN_AFTER_INTERVALS, UNSEEN_HORIZON_MS } from '../fleet/liveness.js';
+
+/** The windows of last-seen and update times the fleet gauges count in, computed at each scrape. */
+export interface FleetWindows {
+  /** Live workers: seen since this. */
+  workersSeenSince: () => Date;
+  /** Unseen workers: last seen in [since, before). */
+  unseen: () => { since: Date; before: Date };
+  /** Stalled updates: in a mid-update state since before this. */
+  stalledBefore: () => Date;
+}
 
 /** Label values taken from reports are bounded: past this many distinct versions, `other`. */
 const MAX_VERSION_LABELS = 500;
@@ -38,7 +49,8 @@ export class ServerMetrics {
   private readonly poolTokenRequests: Counter<'pool'>;
   private readonly poolTokenSeries = new Map<string, { inc(): void }>();
 
-  constructor(fleet: FleetStore, workersSeenSince: () => Date, rollouts: { statuses(): Promise<RolloutStatus[]>; threshold: number }) {
+  constructor(fleet: FleetStore, windows: FleetWindows, rollouts: { statuses(): Promise<RolloutStatus[]>; threshold: number }) {
+    const { workersSeenSince } = windows;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.httpDuration = new Histogram({
@@ -173,6 +185,48 @@ export class ServerMetrics {
         }
       },
     });
+    new Gauge({
+      name: 'bytebiota_fleet_workers_by_update_state',
+      help: 'Workers seen recently, by channel and the state of their update (none: no update in progress or finished)',
+      labelNames: ['channel', 'update_state'],
+      registers,
+      async collect() {
+        const counts = await fleet.workerStateCounts(workersSeenSince());
+        this.reset();
+        const totals = new Map<string, { channel: string; update_state: string; count: number }>();
+        for (const row of counts) {
+          const labels = { channel: row.channel ?? 'unknown', update_state: row.update_state ?? 'none' };
+          const key = `${labels.channel}\n${labels.update_state}`;
+          const entry = totals.get(key) ?? { ...labels, count: 0 };
+          entry.count += row.count;
+          totals.set(key, entry);
+        }
+        for (const { count, ...labels } of totals.values()) this.set(labels, count);
+      },
+    });
+    new Gauge({
+      name: 'bytebiota_fleet_workers_unseen',
+      help: `Workers last seen within ${UNSEEN_HORIZON_MS / 3600_000} hours but not within ${UNSEEN_AFTER_INTERVALS} heartbeat intervals: alive recently, quiet now`,
+      labelNames: ['channel', 'pool'],
+      registers,
+      async collect() {
+        const window = windows.unseen();
+        const counts = await fleet.unseenWorkerCounts(window.since, window.before);
+        this.reset();
+        for (const row of counts) this.set({ channel: row.channel ?? 'unknown', pool: row.pool }, row.count);
+      },
+    });
+    new Gauge({
+      name: 'bytebiota_fleet_workers_update_stalled',
+      help: `Workers seen recently whose update has stayed in one of ${MID_UPDATE_STATES.join(', ')} for over ${STALLED_AFTER_MS / 60_000} minutes`,
+      labelNames: ['channel', 'update_state'],
+      registers,
+      async collect() {
+        const counts = await fleet.stalledUpdateCounts(workersSeenSince(), windows.stalledBefore(), MID_UPDATE_STATES);
+        this.reset();
+        for (const row of counts) this.set({ channel: row.channel ?? 'unknown', update_state: row.update_state }, row.count);
+      },
+    });
   }
 
   recordReport(report: UpdateReport): void {
@@ -217,9 +271,9 @@ export class ServerMetrics {
   }
 }
 
-export const metricsPlugin = fp<{ workersSeenSince: () => Date }>(
+export const metricsPlugin = fp<FleetWindows>(
   async (app, options) => {
-    const metrics = new ServerMetrics(app.fleet, options.workersSeenSince, { statuses: () => app.rollouts.statuses(), threshold: app.rollouts.halt.failureRate });
+    const metrics = new ServerMetrics(app.fleet, options, { statuses: () => app.rollouts.statuses(), threshold: app.rollouts.halt.failureRate });
     app.decorate('serverMetrics', metrics);
     // A callback hook, with the labelled series looked up by one string key: prom-client's
     // observe(labels, value) validates and hashes the label object on every call.

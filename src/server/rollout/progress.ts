@@ -1,5 +1,5 @@
 import { RELEASE_FAULT_REASONS, isReasonCode } from '../../protocol/reason-codes.js';
-import type { AdmissionRecord, LiveWorker, RolloutRecord } from '../fleet/fleet-store.js';
+import type { AdmissionRecord, RolloutRecord } from '../fleet/fleet-store.js';
 import { evaluateFailures, type FailureStats, type HaltSettings, type RolloutReport } from './failure-rate.js';
 import { ALL_POOLS, type Wave, type WaveProgress } from '../../protocol/rollouts.js';
 
@@ -10,8 +10,10 @@ export interface ProgressInput {
   admissions: readonly AdmissionRecord[];
   /** Reports on the release since the rollout started, oldest first. */
   reports: ReadonlyArray<RolloutReport & { received_at: string }>;
-  /** The channel's live workers. */
-  live: readonly LiveWorker[];
+  /** Of the admitted workers, those that are live (seen within the stale window). */
+  liveAdmitted: ReadonlySet<string>;
+  /** The pools with live workers on the channel. */
+  livePools: readonly string[];
   halt: HaltSettings;
   /** Whether a pool is inside its maintenance windows now; and whether its policy is on. */
   poolOpen(pool: string): boolean;
@@ -36,9 +38,9 @@ function minutes(seconds: number): string {
 }
 
 /** Pools a wave names, or, for `*`, the pools with live workers on the channel. */
-export function wavePools(wave: Wave, live: readonly LiveWorker[]): string[] {
+export function wavePools(wave: Wave, livePools: readonly string[]): string[] {
   if (!wave.pools.includes(ALL_POOLS)) return wave.pools;
-  return [...new Set(live.map((w) => w.pool))].sort();
+  return [...new Set(livePools)].sort();
 }
 
 /**
@@ -47,7 +49,7 @@ export function wavePools(wave: Wave, live: readonly LiveWorker[]): string[] {
  */
 export function rolloutProgress(input: ProgressInput): RolloutProgress {
   const { record, now } = input;
-  const liveIds = new Set(input.live.map((w) => w.id));
+  const liveIds = input.liveAdmitted;
   // Only workers the rollout offered its release to count: a report naming any other worker id
   // (one never offered it, or made up) cannot move the halt or a wave.
   const admittedIds = new Set(input.admissions.map((a) => a.workerId));
@@ -82,13 +84,13 @@ export function rolloutProgress(input: ProgressInput): RolloutProgress {
       const soakedS = (now.getTime() - startedAt.getTime()) / 1000;
       if (soakedS < wave.soak_s) waiting.push(`soak: ${minutes(soakedS)} of ${minutes(wave.soak_s)}`);
       if (updated < healthyNeeded) waiting.push(`healthy updates: ${updated} of ${healthyNeeded} (${liveOfWave.length} live admitted)`);
-      for (const pool of record.urgent ? [] : wavePools(wave, input.live)) {
+      for (const pool of record.urgent ? [] : wavePools(wave, input.livePools)) {
         if (!input.poolAutoUpdate(pool)) waiting.push(`pool ${pool}: auto_update is off, its workers take nothing`);
         else if (!input.poolOpen(pool)) waiting.push(`pool ${pool}: outside its maintenance windows`);
       }
     } else if (startedAt === null && index === lastStarted + 1) {
       waiting.push(`wave ${index} to finish`);
-      const pools = wavePools(wave, input.live);
+      const pools = wavePools(wave, input.livePools);
       if (pools.length > 0 && !pools.some((pool) => input.poolOpen(pool))) waiting.push(`a maintenance window of ${pools.join(', ')}`);
     }
     return {
@@ -114,10 +116,10 @@ export function rolloutProgress(input: ProgressInput): RolloutProgress {
     now.getTime() - (record.wavesStarted[lastStarted]?.getTime() ?? now.getTime()) >= currentWave.soak_s * 1000 &&
     current.updated >= current.healthy_needed;
   const nextWave = record.plan.waves[lastStarted + 1];
-  const nextPools = nextWave ? wavePools(nextWave, input.live) : [];
+  const nextPools = nextWave ? wavePools(nextWave, input.livePools) : [];
   const nextWaveMayStart = nextWave !== undefined && (nextPools.length === 0 || nextPools.some((pool) => input.poolOpen(pool)));
   const named = new Set(record.plan.waves.flatMap((w) => w.pools));
-  const notInPlan = named.has(ALL_POOLS) || record.urgent ? [] : [...new Set(input.live.map((w) => w.pool))].filter((pool) => !named.has(pool)).sort();
+  const notInPlan = named.has(ALL_POOLS) || record.urgent ? [] : [...new Set(input.livePools)].filter((pool) => !named.has(pool)).sort();
   const outsideWaves = {
     already_running: input.admissions.filter((a) => a.wave < 0 && !a.forced).length,
     forced: input.admissions.filter((a) => a.forced).length,

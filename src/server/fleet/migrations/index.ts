@@ -5,6 +5,7 @@ import { sql as rollouts } from './004-rollouts.js';
 import { sql as workerIdentity } from './005-worker-identity.js';
 import { sql as credentialRotation } from './006-credential-rotation.js';
 import { sql as claimKeys } from './007-claim-keys.js';
+import { sql as fleetConsole } from './008-console.js';
 
 /**
  * Schema migrations, applied in order at start, each once, each in its own transaction. They are
@@ -25,4 +26,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 5, name: 'worker-identity', sql: workerIdentity },
   { version: 6, name: 'credential-rotation', sql: credentialRotation },
   { version: 7, name: 'claim-keys', sql: claimKeys },
+  { version: 8, name: 'console', sql: fleetConsole },
 ];

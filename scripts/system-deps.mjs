@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+// The first step of `npm test`: the system tools the tests use, from Debian packages.
+// Everything present: prints nothing, exit 0. Something missing: as root, `apt-get update` and
+// `apt-get install` of the missing packages, then on; otherwise the `sudo apt-get install` line
+// to run, and exit 1 before any test starts. PostgreSQL is not needed: the tests use SQLite.
+//
+// Its test (test/deploy/system-deps.test.ts) runs it with two variables, both unset in normal use:
+// SYSTEM_DEPS_LOOK_IN=DIR looks for every tool in DIR only (instead of its path or PATH), and
+// SYSTEM_DEPS_UID=N stands for the user id, so that both branches run on any machine.
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+/** `path`: the tests use that exact file; `command`: found on PATH. `package`: Debian's name. */
+const CHECKS = [
+  { path: '/usr/bin/chromium', package: 'chromium' },
+  { command: 'promtool', package: 'prometheus' },
+  { command: 'openssl', package: 'openssl' },
+  { command: 'curl', package: 'curl' },
+];
+
+function isExecutableFile(file) {
+  try {
+    accessSync(file, constants.X_OK);
+    return statSync(file).isFile();
+  } catch {
+    // Missing, not executable, or not reachable: any of them means the tool cannot be run.
+    return false;
+  }
+}
+
+function found(check, lookIn) {
+  const name = check.path ?? check.command;
+  if (lookIn !== undefined) return isExecutableFile(join(lookIn, name.split('/').pop()));
+  if (check.path !== undefined) return isExecutableFile(check.path);
+  return (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && isExecutableFile(join(dir, check.command)));
+}
+
+function missingChecks(lookIn) {
+  return CHECKS.filter((check) => !found(check, lookIn));
+}
+
+function describe(checks) {
+  return checks.map((check) => `${check.path ?? check.command} (package ${check.package})`).join(', ');
+}
+
+function userId() {
+  const text = process.env.SYSTEM_DEPS_UID;
+  if (text === undefined) return process.getuid?.();
+  if (!/^\d+$/.test(text)) {
+    console.error(`system-deps: SYSTEM_DEPS_UID must be a user id, got ${JSON.stringify(text)}`);
+    process.exit(2);
+  }
+  return Number(text);
+}
+
+function aptGet(args) {
+  console.error(`system-deps: apt-get ${args.join(' ')}`);
+  const result = spawnSync('apt-get', args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  if (result.error) {
+    console.error(`system-deps: cannot run apt-get (${result.error.message}): install the packages above with this system's package manager`);
+    process.exit(1);
+  }
+  if (result.status !== 0) {
+    console.error(`system-deps: apt-get ${args[0]} failed (exit ${result.status ?? result.signal})`);
+    process.exit(1);
+  }
+}
+
+const lookIn = process.env.SYSTEM_DEPS_LOOK_IN;
+const missing = missingChecks(lookIn);
+if (missing.length === 0) process.exit(0);
+
+const packages = [...new Set(missing.map((check) => check.package))];
+console.error(`system-deps: the tests need ${describe(missing)}`);
+if (userId() !== 0) {
+  console.error('system-deps: install them, then run npm test again:');
+  console.error(`sudo apt-get install -y ${packages.join(' ')}`);
+  process.exit(1);
+}
+
+aptGet(['update']);
+// Without recommends (which would add some 190 desktop packages): headless chromium renders
+// with the DejaVu fonts its dependencies bring and, without chromium-sandbox, sandboxes itself
+// with user namespaces (Debian allows them); promtool needs none of prometheus's recommends.
+aptGet(['install', '-y', '--no-install-recommends', ...packages]);
+const stillMissing = missingChecks(lookIn);
+if (stillMissing.length > 0) {
+  console.error(`system-deps: still missing after apt-get install: ${describe(stillMissing)}`);
+  process.exit(1);
+}
