@@ -7,7 +7,8 @@ import { ifNoneMatchMatches } from '../http-conditional.js';
 import { HttpError } from '../http-error.js';
 import { addLogFields } from '../plugins/access-log.js';
 import { actor } from '../plugins/auth.js';
-import { RolloutError } from '../rollout/rollout-service.js';
+import { boundedCount } from '../routes/admin.js';
+import { asHttpError } from '../routes/rollouts.js';
 import { errorResponses, NotModified } from '../routes/schemas.js';
 import { unseenWindow } from '../fleet/liveness.js';
 import type { OverviewService } from './overview.js';
@@ -34,14 +35,6 @@ const WorkersQuery = Type.Object(
   },
   { additionalProperties: false },
 );
-
-/** A bounded whole number from a query string, or the default. */
-function queryNumber(text: string | undefined, fallback: number, max: number, name: string): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (value > max) throw new HttpError(400, 'invalid_request', `${name} must be at most ${max}`);
-  return value;
-}
 
 /**
  * What the console page reads and the rollout actions it takes (docs/console.md). Every route
@@ -74,7 +67,7 @@ export const consoleDataRoutes: FastifyPluginAsyncTypebox<{ overview: OverviewSe
       },
     },
     async (request) => {
-      const days = queryNumber(request.query.days, 7, SAMPLE_HISTORY_DAYS, 'days');
+      const days = boundedCount(request.query.days, 7, 1, SAMPLE_HISTORY_DAYS, 'days');
       const since = new Date(app.clock.now().getTime() - days * 86_400_000);
       const rows = await app.fleet.versionSamples(request.query.channel, since);
       const samples: Array<{ at: string; versions: Record<string, number> }> = [];
@@ -126,8 +119,7 @@ export const consoleDataRoutes: FastifyPluginAsyncTypebox<{ overview: OverviewSe
       try {
         return await app.rollouts.control(channel, action, who, request.body.reason ?? null, request.body.serial);
       } catch (err) {
-        if (err instanceof RolloutError) throw new HttpError(err.code === 'no_rollout' ? 404 : 409, err.code, err.message);
-        throw err;
+        return asHttpError(err);
       }
     },
   );
@@ -140,7 +132,7 @@ export const consoleDataRoutes: FastifyPluginAsyncTypebox<{ overview: OverviewSe
     },
     async (request) => {
       const query = request.query;
-      const limit = queryNumber(query.limit, PAGE_DEFAULT, PAGE_MAX, 'limit');
+      const limit = boundedCount(query.limit, PAGE_DEFAULT, 1, PAGE_MAX, 'limit');
       const now = app.clock.now();
       const search: WorkerSearch = { limit: limit + 1 };
       if (query.q !== undefined) search.idPrefix = query.q;
@@ -200,7 +192,7 @@ export const consoleDataRoutes: FastifyPluginAsyncTypebox<{ overview: OverviewSe
       },
     },
     async (request) => {
-      const hours = queryNumber(request.query.hours, 24, 720, 'hours');
+      const hours = boundedCount(request.query.hours, 24, 1, 720, 'hours');
       const since = new Date(app.clock.now().getTime() - hours * 3600_000);
       return { since: since.toISOString(), groups: await app.fleet.failureGroups(since, FAILURE_WORKER_IDS) };
     },

@@ -15,7 +15,13 @@ export function assertSameOrigin(request: FastifyRequest): void {
   const origin = request.headers.origin;
   const expected = `${request.protocol}://${request.host}`;
   if (origin === undefined) throw new HttpError(403, 'origin_refused', 'a console change needs the Origin header of this server');
-  if (origin !== expected) throw new HttpError(403, 'origin_refused', `Origin ${origin} is not this server (${expected})`);
+  if (origin !== expected) {
+    throw new HttpError(
+      403,
+      'origin_refused',
+      `Origin ${origin} is not this server as it was reached (${expected}); behind a TLS-terminating proxy, list the proxy with --trusted-proxy so that its X-Forwarded-Proto and X-Forwarded-Host are believed`,
+    );
+  }
 }
 
 /**

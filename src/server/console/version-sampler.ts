@@ -24,6 +24,7 @@ export interface VersionSamplerOptions {
 export class VersionSampler {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  private settledSlotMs: number | null = null;
 
   constructor(private readonly options: VersionSamplerOptions) {}
 
@@ -37,8 +38,13 @@ export class VersionSampler {
   async sample(): Promise<boolean> {
     const { fleet, clock } = this.options;
     const now = clock.now();
+    const slot = this.slotOf(now);
+    // A slot this process wrote or found taken needs no second count of the fleet.
+    if (slot.getTime() === this.settledSlotMs) return false;
     const counts = await fleet.workerCounts(this.options.liveSince());
-    return fleet.recordVersionSample(this.slotOf(now), counts, new Date(now.getTime() - SAMPLE_HISTORY_DAYS * 86_400_000));
+    const wrote = await fleet.recordVersionSample(slot, counts, new Date(now.getTime() - SAMPLE_HISTORY_DAYS * 86_400_000));
+    this.settledSlotMs = slot.getTime();
+    return wrote;
   }
 
   start(): void {

@@ -14,7 +14,8 @@ const FleetQuery = Type.Object({
   failures: Type.Optional(Type.String({ pattern: COUNT, description: 'most recent failures to list (0-1000, default 50)' })),
 });
 
-function boundedCount(text: string | undefined, fallback: number, min: number, max: number, name: string): number {
+/** A whole number from a query string, `fallback` when absent; 400 `invalid_request` outside [min, max]. */
+export function boundedCount(text: string | undefined, fallback: number, min: number, max: number, name: string): number {
   if (text === undefined) return fallback;
   const value = Number(text);
   if (value < min || value > max) throw new HttpError(400, 'invalid_request', `${name} must be between ${min} and ${max}`);

@@ -13,7 +13,8 @@ import { bearerSecurity, errorResponses } from './schemas.js';
 
 const RolloutStatusResponse = Type.Unknown({ description: 'a rollout: release, state, waves with counts, failure rate (docs/runbooks/rollout.md)' });
 
-function asHttpError(err: unknown): never {
+/** A rollout service refusal as its HTTP answer: 404 `no_rollout`, 409 for a transition that does not apply, 400 `invalid_plan`. */
+export function asHttpError(err: unknown): never {
   if (err instanceof RolloutError) throw new HttpError(err.code === 'no_rollout' ? 404 : 409, err.code, err.message);
   if (isCodedError(err) && err.code === 'invalid_plan') throw new HttpError(400, err.code, err.message);
   throw err;

@@ -153,8 +153,11 @@ describe('console data', () => {
     assert.deepEqual(await pageThrough('&seen=unseen'), ['w-38', 'w-39']);
     assert.equal((await pageThrough('&update_state=none')).length, 40 - 8 - 4, 'failed: 8; downloading: w-07, w-14, w-21, w-28 (w-35 is failed)');
     assert.deepEqual(await pageThrough('&state=idle&q=w-3'), ['w-31', 'w-33', 'w-35', 'w-37', 'w-39']);
-    const bad = await consoleGet('/console/api/workers?limit=500');
-    assert.equal(bad.statusCode, 400);
+    for (const url of ['/console/api/workers?limit=500', `/console/api/history?channel=${CHANNEL}&days=31`, '/console/api/failures?hours=721', '/console/api/workers?state=asleep']) {
+      const bad = await consoleGet(url);
+      assert.equal(bad.statusCode, 400, url);
+      assert.equal(bad.json().error.code, 'invalid_request', url);
+    }
     const facets = (await consoleGet('/console/api/workers/facets')).json();
     assert.deepEqual(facets, { pools: ['canary', 'stable'], versions: ['1.3.0', '1.4.0'], channels: [CHANNEL] });
   });
@@ -195,6 +198,14 @@ describe('console data', () => {
     assert.equal(line['token_id'], adminView.rollouts[0].state_changed_by);
     const resume = await server.app.inject({ method: 'POST', url: `/console/api/rollouts/${CHANNEL}/resume`, cookies, headers: { origin: ORIGIN, 'x-csrf-token': csrf }, payload: {} });
     assert.equal(resume.json().state, 'active');
+    // The same refusals as the admin API: an action that does not apply, a channel without a rollout.
+    const again = await server.app.inject({ method: 'POST', url: `/console/api/rollouts/${CHANNEL}/resume`, cookies, headers: { origin: ORIGIN, 'x-csrf-token': csrf }, payload: {} });
+    assert.equal(again.statusCode, 409, again.body);
+    const adminAgain = await server.app.inject({ method: 'POST', url: `/api/admin/rollouts/${CHANNEL}/resume`, headers: bearer(server.tokens.admin), payload: {} });
+    assert.equal(again.json().error.code, adminAgain.json().error.code);
+    const none = await server.app.inject({ method: 'POST', url: '/console/api/rollouts/nothing-here/halt', cookies, headers: { origin: ORIGIN, 'x-csrf-token': csrf }, payload: { reason: 'x' } });
+    assert.equal(none.statusCode, 404);
+    assert.equal(none.json().error.code, 'no_rollout');
   });
 
   test('the fleet gauges count update states, unseen workers and stalled updates', async () => {

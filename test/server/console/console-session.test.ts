@@ -141,6 +141,7 @@ describe('console sessions', () => {
       const untrusted = await proxied.app.inject({ method: 'POST', url: '/console/api/session', remoteAddress: '198.51.100.7', headers, payload: { token: proxied.tokens.admin } });
       assert.equal(untrusted.statusCode, 403);
       assert.equal(code(untrusted), 'origin_refused');
+      assert.match(untrusted.json().error.message, /--trusted-proxy/, 'the refusal says what to change');
     } finally {
       await proxied.close();
     }
