@@ -2,17 +2,22 @@
 // The first step of `npm test`: the system tools the tests use, from Debian packages.
 // Everything present: prints nothing, exit 0. Something missing: as root, `apt-get update` and
 // `apt-get install` of the missing packages, then on; otherwise the `sudo apt-get install` line
-// to run, and exit 1 before any test starts. PostgreSQL is not needed: the tests use SQLite.
+// to run, and exit 1 before any test starts.
 //
 // Its test (test/deploy/system-deps.test.ts) runs it with two variables, both unset in normal use:
 // SYSTEM_DEPS_LOOK_IN=DIR looks for every tool in DIR only (instead of its path or PATH), and
 // SYSTEM_DEPS_UID=N stands for the user id, so that both branches run on any machine.
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, readdirSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
-/** `path`: the tests use that exact file; `command`: found on PATH. `package`: Debian's name. */
+/**
+ * `path`: the tests use that exact file; `command`: found on PATH; `versioned`: a file under any
+ * version's folder (PostgreSQL's server binaries, which Debian keeps off PATH, in
+ * /usr/lib/postgresql/<major>/bin). `package`: Debian's name.
+ */
 const CHECKS = [
+  { versioned: { root: '/usr/lib/postgresql', file: 'bin/initdb' }, package: 'postgresql' },
   { path: '/usr/bin/chromium', package: 'chromium' },
   { command: 'promtool', package: 'prometheus' },
   { command: 'openssl', package: 'openssl' },
@@ -29,10 +34,26 @@ function isExecutableFile(file) {
   }
 }
 
+function nameOf(check) {
+  return check.path ?? check.command ?? `${check.versioned.root}/<version>/${check.versioned.file}`;
+}
+
 function found(check, lookIn) {
-  const name = check.path ?? check.command;
-  if (lookIn !== undefined) return isExecutableFile(join(lookIn, name.split('/').pop()));
+  if (lookIn !== undefined) return isExecutableFile(join(lookIn, nameOf(check).split('/').pop()));
   if (check.path !== undefined) return isExecutableFile(check.path);
+  if (check.versioned !== undefined) {
+    // The tests take PostgreSQL's binaries from $BYTEBIOTA_PG_BIN when it is set.
+    const pgBin = process.env.BYTEBIOTA_PG_BIN;
+    if (pgBin) return isExecutableFile(join(pgBin, 'initdb'));
+    const { root, file } = check.versioned;
+    let versions = [];
+    try {
+      versions = readdirSync(root);
+    } catch {
+      // No such folder: no version installed.
+    }
+    return versions.some((version) => isExecutableFile(join(root, version, file)));
+  }
   return (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && isExecutableFile(join(dir, check.command)));
 }
 
@@ -41,7 +62,7 @@ function missingChecks(lookIn) {
 }
 
 function describe(checks) {
-  return checks.map((check) => `${check.path ?? check.command} (package ${check.package})`).join(', ');
+  return checks.map((check) => `${nameOf(check)} (package ${check.package})`).join(', ');
 }
 
 function userId() {

@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 
 import fp from 'fastify-plugin';
 import type { Logger } from 'pino';
 import type { Clock } from '../shared/clock.js';
+import { parseDurationMs } from '../shared/duration.js';
 import type { ReleaseStore } from '../store/release-store.js';
 import type { PublicKey } from '../trust/keys.js';
 import type { FleetStore } from './fleet/fleet-store.js';
@@ -12,7 +13,9 @@ import { HttpError } from './http-error.js';
 import { ManifestCache } from './manifest-cache.js';
 import { defaultConsoleAssetsDir } from './console/assets.js';
 import { consolePlugin } from './console/console-plugin.js';
+import { LeaderLease } from './fleet/leader-lease.js';
 import { STALLED_AFTER_MS, unseenWindow } from './fleet/liveness.js';
+import { DEFAULT_EVENT_RETENTION, DEFAULT_WORKER_RETENTION, Retention } from './fleet/retention.js';
 import { DEFAULT_CONSOLE_SESSION_SECONDS } from './console/sessions.js';
 import { DEFAULT_SAMPLE_INTERVAL_SECONDS } from './console/version-sampler.js';
 import { accessLogPlugin } from './plugins/access-log.js';
@@ -69,6 +72,20 @@ export interface AppDeps {
   trustedProxies?: readonly string[];
   /** The fleet console (docs/console.md); every field has a default. */
   console?: ConsoleSettings;
+  /** Several replicas and retention (docs/server.md); every field has a default. */
+  replicas?: ReplicaSettings;
+}
+
+export interface ReplicaSettings {
+  /** This replica's name in the leader lease; default host:pid:random. */
+  replicaId?: string;
+  /** The leader lease's TTL: how long a dead leader's work waits for another replica. Default 30 s. */
+  leaseTtlMs?: number;
+  /** `--event-retention`, `--worker-retention`: durations (shared/duration.ts); 90d and 30d by default. */
+  eventRetention?: string;
+  workerRetention?: string;
+  /** Prune on a timer (the default); false leaves it to `app.retention.prune()` (tests). */
+  pruneOnTimer?: boolean;
 }
 
 export interface ConsoleSettings {
@@ -140,10 +157,37 @@ export const bytebiotaServer = fp<AppDeps>(
       onHalt: (event) => app.serverMetrics.rolloutHalts.inc({ channel: event.channel, trigger: event.trigger }),
     });
     app.decorate('rollouts', rollouts);
-    if (rolloutSettings.evaluateOnTimer ?? true) {
-      app.addHook('onReady', async () => rollouts.start());
-    }
-    app.addHook('onClose', async () => rollouts.stop());
+
+    const replicaSettings = deps.replicas ?? {};
+    const leader = new LeaderLease({
+      fleet: deps.fleet,
+      clock: deps.clock,
+      logger: deps.logger,
+      ...(replicaSettings.replicaId !== undefined ? { holder: replicaSettings.replicaId } : {}),
+      ...(replicaSettings.leaseTtlMs !== undefined ? { ttlMs: replicaSettings.leaseTtlMs } : {}),
+    });
+    app.decorate('leader', leader);
+    const retention = new Retention({
+      fleet: deps.fleet,
+      clock: deps.clock,
+      logger: deps.logger,
+      eventRetentionMs: parseDurationMs(replicaSettings.eventRetention ?? DEFAULT_EVENT_RETENTION),
+      workerRetentionMs: parseDurationMs(replicaSettings.workerRetention ?? DEFAULT_WORKER_RETENTION),
+      isLeader: () => leader.held,
+      onPruned: (deleted) => app.serverMetrics.recordPruned(deleted),
+    });
+    app.decorate('retention', retention);
+    // In this order: the first lease attempt is done before the timers that ask who leads start.
+    app.addHook('onReady', async () => {
+      await leader.start();
+      if (rolloutSettings.evaluateOnTimer ?? true) rollouts.start(() => leader.held);
+      if (replicaSettings.pruneOnTimer ?? true) retention.start();
+    });
+    app.addHook('onClose', async () => {
+      await rollouts.stop();
+      await retention.stop();
+      await leader.stop();
+    });
 
     await app.register(requestIdPlugin);
     await app.register(accessLogPlugin);
@@ -152,6 +196,7 @@ export const bytebiotaServer = fp<AppDeps>(
       workersSeenSince: () => new Date(deps.clock.now().getTime() - workerStaleAfterSeconds * 1000),
       unseen: () => unseenWindow(deps.clock.now(), deps.heartbeatIntervalSeconds),
       stalledBefore: () => new Date(deps.clock.now().getTime() - STALLED_AFTER_MS),
+      exportsFleetGauges: () => leader.held,
     });
     await app.register(authPlugin, { metricsToken: deps.metricsToken, refusePoolTokens: deps.refusePoolTokens ?? false });
     await app.register(cookie);

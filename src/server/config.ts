@@ -52,7 +52,16 @@ export interface ServeConfig {
   consoleSessionTtlSeconds: number;
   /** The console's version-distribution chart gets one sample per this interval (across every replica). */
   consoleSampleIntervalSeconds: number;
+  /** Update events older than this are deleted (docs/server.md, "Retention"); a duration, at least 2 days. */
+  eventRetention: string;
+  /** Workers unseen for longer than this are deleted, their serial floors and credentials kept; at least 2 days. */
+  workerRetention: string;
+  /** Connections each replica opens to a PostgreSQL database (besides one that listens for changes). */
+  dbPoolSize: number;
 }
+
+/** The shortest retention: the halt window, the unseen-workers gauge (24 h) and the console's day view all need their rows. */
+export const MIN_RETENTION_MS = 2 * 86_400_000;
 
 export const DB_SYNC_MODES = ['full', 'normal'] as const;
 export type DbSync = (typeof DB_SYNC_MODES)[number];
@@ -199,6 +208,9 @@ export const SETTINGS: readonly Setting[] = [
     kind: { min: 1, max: 86_400 },
     default: 300,
   },
+  { field: 'eventRetention', flag: 'event-retention', env: 'BYTEBIOTA_EVENT_RETENTION', fileKey: 'event_retention', kind: 'string', default: '90d' },
+  { field: 'workerRetention', flag: 'worker-retention', env: 'BYTEBIOTA_WORKER_RETENTION', fileKey: 'worker_retention', kind: 'string', default: '30d' },
+  { field: 'dbPoolSize', flag: 'db-pool-size', env: 'BYTEBIOTA_DB_POOL_SIZE', fileKey: 'db_pool_size', kind: { min: 1, max: 1000 }, default: 10 },
 ];
 
 /** An IPv4 or IPv6 address, or one with a /prefix (a CIDR range). */
@@ -247,12 +259,14 @@ function convert(setting: Setting, raw: unknown, source: string): string | numbe
     if (setting.field === 'defaultRolloutPlan' && !Object.keys(DEFAULT_PLANS).includes(raw)) {
       throw new UsageError(`${where}: must be one of ${Object.keys(DEFAULT_PLANS).join(', ')}`);
     }
-    if (setting.field === 'credentialMaxAge') {
+    if (setting.field === 'credentialMaxAge' || setting.field === 'eventRetention' || setting.field === 'workerRetention') {
+      let ms: number;
       try {
-        parseDurationMs(raw);
+        ms = parseDurationMs(raw);
       } catch (err) {
         throw new UsageError(`${where}: ${errorMessage(err)}`);
       }
+      if (setting.field !== 'credentialMaxAge' && ms < MIN_RETENTION_MS) throw new UsageError(`${where}: must be at least 2d (got ${raw})`);
     }
     if (setting.field === 'rolloutWebhookUrl' && !/^https?:\/\/[^\s]+$/.test(raw)) {
       throw new UsageError(`${where}: expected an http:// or https:// URL`);
@@ -290,6 +304,11 @@ export async function resolveServeConfig(flags: FlagValues, env: Record<string, 
   if (!keys || keys.length === 0) {
     // Fail closed: a server with no release key would have nothing to verify manifests against.
     throw new UsageError('at least one --release-key is required (or BYTEBIOTA_RELEASE_KEYS, or "release_keys" in the config file)');
+  }
+  // The automatic halt counts the reports of its window: retention must not delete them first.
+  const eventRetentionMs = parseDurationMs(resolved['eventRetention'] as string);
+  if (eventRetentionMs < (resolved['rolloutHaltWindowSeconds'] as number) * 1000) {
+    throw new UsageError(`--event-retention (${String(resolved['eventRetention'])}) must be at least --rollout-halt-window (${String(resolved['rolloutHaltWindowSeconds'])} s)`);
   }
   return resolved as unknown as ServeConfig;
 }

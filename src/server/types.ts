@@ -31,6 +31,8 @@ export interface ServerSettings {
   /** A worker credential older than this is asked to rotate (`rotate_credential` in its heartbeat). */
   credentialMaxAgeSeconds: number;
 }
+import type { LeaderLease } from './fleet/leader-lease.js';
+import type { Retention } from './fleet/retention.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -43,6 +45,10 @@ declare module 'fastify' {
     settings: ServerSettings;
     /** The console's version sampler (docs/console.md); tests call `sample()` themselves. */
     consoleSampler: VersionSampler;
+    /** Whether this replica does the fleet-wide work (docs/server.md, "Several replicas"). */
+    leader: LeaderLease;
+    /** Deletes old events and long-unseen workers (docs/server.md, "Retention"). */
+    retention: Retention;
   }
   interface FastifyRequest {
     auth: AuthContext | null;

@@ -10,7 +10,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const TOOLS = ['chromium', 'promtool', 'openssl', 'curl'] as const;
+const TOOLS = ['initdb', 'chromium', 'promtool', 'openssl', 'curl'] as const;
 type Tool = (typeof TOOLS)[number];
 
 /** Records `DEBIAN_FRONTEND=… args` per call; `install` creates $FAKE_APT_CREATES in the tools folder, then exits $FAKE_APT_EXIT. */
@@ -98,11 +98,11 @@ describe('scripts/system-deps.mjs', () => {
       uid: 1000,
       code: 1,
       aptCalls: [],
-      sudoLine: 'sudo apt-get install -y chromium prometheus',
+      sudoLine: 'sudo apt-get install -y postgresql chromium prometheus',
     },
     {
       name: 'not-executable-user',
-      present: ['promtool', 'openssl', 'curl'],
+      present: ['initdb', 'promtool', 'openssl', 'curl'],
       notExecutable: ['chromium'],
       uid: 1000,
       code: 1,
@@ -113,9 +113,9 @@ describe('scripts/system-deps.mjs', () => {
       name: 'missing-root-installs',
       present: ['openssl'],
       uid: 0,
-      aptCreates: ['chromium', 'promtool', 'curl'],
+      aptCreates: ['initdb', 'chromium', 'promtool', 'curl'],
       code: 0,
-      aptCalls: [UPDATE, install('chromium prometheus curl')],
+      aptCalls: [UPDATE, install('postgresql chromium prometheus curl')],
     },
     {
       name: 'missing-root-install-fails',
@@ -127,7 +127,7 @@ describe('scripts/system-deps.mjs', () => {
     },
     {
       name: 'missing-root-still-missing',
-      present: ['chromium', 'curl'],
+      present: ['initdb', 'chromium', 'curl'],
       uid: 0,
       aptCreates: ['openssl'],
       code: 1,

@@ -4,13 +4,35 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { Agent } from 'undici';
+import { STORE_KINDS, TestFleetStores, type StoreKind } from '../helpers/fleet-stores.js';
 import { createTokenWithCli, startServerProcess, type RunningServer } from '../helpers/server-process.js';
 import { makeKey } from '../helpers/trust-fixtures.js';
 import { until } from '../helpers/wait.js';
 
-describe('reports are not lost when the server is killed', () => {
+/** The correlation ids of every stored report, read straight from the database. */
+async function storedCorrelationIds(kind: StoreKind, db: string): Promise<Set<string>> {
+  if (kind === 'postgres') {
+    const client = new pg.Client({ connectionString: db });
+    await client.connect();
+    try {
+      return new Set((await client.query<{ correlation_id: string }>('SELECT correlation_id FROM update_events')).rows.map((row) => row.correlation_id));
+    } finally {
+      await client.end();
+    }
+  }
+  const reader = new Database(db, { readonly: true });
+  try {
+    return new Set((reader.prepare('SELECT correlation_id FROM update_events').all() as Array<{ correlation_id: string }>).map((row) => row.correlation_id));
+  } finally {
+    reader.close();
+  }
+}
+
+for (const kind of STORE_KINDS) describe(`reports are not lost when the server is killed: ${kind}`, () => {
   let dir: string;
+  const stores = new TestFleetStores();
   const running: RunningServer[] = [];
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'bytebiota-durability-'));
@@ -18,11 +40,12 @@ describe('reports are not lost when the server is killed', () => {
   });
   after(async () => {
     for (const server of running) if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
+    await stores.close();
     await rm(dir, { recursive: true, force: true });
   });
 
   test('every report answered 202 before a SIGKILL is in the database after a restart', async () => {
-    const db = join(dir, 'fleet.sqlite');
+    const db = await stores.location(kind);
     const token = await createTokenWithCli(db, 'worker', 'canary');
     const args = ['--store', join(dir, 'store'), '--db', db, '--release-key', makeKey().publicKeyBase64];
     const first = await startServerProcess(args);
@@ -74,15 +97,7 @@ describe('reports are not lost when the server is killed', () => {
 
     const second = await startServerProcess(args);
     running.push(second);
-    const reader = new Database(db, { readonly: true });
-    let stored: Set<string>;
-    try {
-      stored = new Set(
-        (reader.prepare('SELECT correlation_id FROM update_events').all() as Array<{ correlation_id: string }>).map((row) => row.correlation_id),
-      );
-    } finally {
-      reader.close();
-    }
+    const stored = await storedCorrelationIds(kind, db);
     const lost = [...accepted].filter((id) => !stored.has(id));
     assert.deepEqual(lost, [], `${lost.length} of ${accepted.size} acknowledged reports were lost`);
 

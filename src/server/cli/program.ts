@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { SETTINGS } from '../config.js';
+import { copyDatabase } from './db-copy.js';
 import { serve } from './serve.js';
 import { createTokenCommand, listTokensCommand, revokeTokenCommand } from './token.js';
 
@@ -33,7 +34,7 @@ export function buildProgram(env: Record<string, string | undefined>, print: (li
   token
     .command('create')
     .description('create a token; prints it as the last line')
-    .option('--db <db>', 'SQLite file (env BYTEBIOTA_DB)')
+    .option('--db <db>', 'SQLite file or postgres:// URL (env BYTEBIOTA_DB)')
     .option('--role <role>', 'worker, admin, or enroll (an enrollment token: a worker spends it for its own credential)')
     .option('--pool <pool>', 'the worker pool of a worker or enrollment token')
     .option('--label <text>', 'a note for `token list`')
@@ -44,14 +45,25 @@ export function buildProgram(env: Record<string, string | undefined>, print: (li
     .command('revoke')
     .description('revoke a token or enrollment token by its id')
     .argument('<token-id>')
-    .option('--db <db>', 'SQLite file (env BYTEBIOTA_DB)')
+    .option('--db <db>', 'SQLite file or postgres:// URL (env BYTEBIOTA_DB)')
     .action(async (id: string, options: Parameters<typeof revokeTokenCommand>[1]) => revokeTokenCommand(id, options, env, print));
   token
     .command('list')
     .description('list tokens and enrollment tokens (ids, roles, pools, uses; never secrets)')
-    .option('--db <db>', 'SQLite file (env BYTEBIOTA_DB)')
+    .option('--db <db>', 'SQLite file or postgres:// URL (env BYTEBIOTA_DB)')
     .option('--json', 'one JSON object per line')
     .action(async (options: Parameters<typeof listTokensCommand>[0]) => listTokensCommand(options, env, print));
+
+  const db = program.command('db').description('manage the fleet database');
+  db.command('copy')
+    .description('copy a SQLite fleet database into a new, empty PostgreSQL database, verified table by table')
+    .requiredOption('--from <file>', 'the SQLite file (stop the server that writes it first)')
+    .requiredOption('--to <url>', 'the postgres:// URL of an empty database')
+    .action(async (options: { from: string; to: string }) => {
+      const result = await copyDatabase(options.from, options.to, print);
+      if (result.duplicateReports > 0) print(`${result.duplicateReports} retried reports were stored twice in SQLite; copied once`);
+      print(`copied ${result.tables.reduce((sum, table) => sum + table.rows, 0)} rows in ${result.tables.length} tables; point every replica's --db at the new database`);
+    });
   return program;
 }
 

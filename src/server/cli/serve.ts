@@ -40,7 +40,7 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
   }
   let fleet: FleetStore;
   try {
-    fleet = openFleetStore(config.db, { synchronous: config.dbSync });
+    fleet = await openFleetStore(config.db, { synchronous: config.dbSync, poolSize: config.dbPoolSize });
   } catch (err) {
     if (err instanceof CodedError && err.code !== 'usage') throw new UsageError(err.message);
     throw err;
@@ -65,6 +65,7 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
       enrollRateLimit: { max: config.enrollRateLimitMax, windowSeconds: config.rateLimitWindowSeconds },
       trustedProxies: config.trustedProxies,
       console: { sessionTtlSeconds: config.consoleSessionTtlSeconds, sampleIntervalSeconds: config.consoleSampleIntervalSeconds },
+      replicas: { eventRetention: config.eventRetention, workerRetention: config.workerRetention },
       rollouts: {
         defaultPlan: config.defaultRolloutPlan,
         evalIntervalSeconds: config.rolloutEvalIntervalSeconds,
@@ -112,7 +113,7 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
         release_keys: releaseKeys.map((key) => key.keyid),
         release_key_threshold: config.releaseKeyThreshold,
         cache_ttl_s: config.cacheTtlSeconds,
-        db_sync: config.dbSync,
+        ...(fleet.kind === 'sqlite' ? { db_sync: config.dbSync } : { db_pool_size: config.dbPoolSize }),
         default_rollout_plan: config.defaultRolloutPlan,
         rollout_eval_interval_s: config.rolloutEvalIntervalSeconds,
         rollout_halt_percent: config.rolloutHaltPercent,
@@ -125,6 +126,10 @@ export async function serve(flags: FlagValues, env: Record<string, string | unde
         trusted_proxies: config.trustedProxies,
         console_session_ttl_s: config.consoleSessionTtlSeconds,
         console_sample_interval_s: config.consoleSampleIntervalSeconds,
+        event_retention: config.eventRetention,
+        worker_retention: config.workerRetention,
+        replica: app.leader.holder,
+        leader: app.leader.held,
       },
       `listening on ${url}`,
     );

@@ -17,7 +17,7 @@ function dbLocation(db: string | undefined, env: Record<string, string | undefin
 }
 
 async function withFleet<T>(location: string, work: (fleet: FleetStore) => Promise<T>): Promise<T> {
-  const fleet = openFleetStore(location);
+  const fleet = await openFleetStore(location);
   try {
     return await work(fleet);
   } finally {

@@ -4,11 +4,15 @@ import type { RolloutPlan, RolloutState } from '../../protocol/rollouts.js';
 
 export type { RolloutState };
 import type { TokenRole } from '../tokens.js';
+import { CodedError } from '../../shared/errors.js';
+
+/** The database cannot be reached or used, or was migrated by a newer server. */
+export class FleetStoreError extends CodedError<'database_unavailable' | 'database_schema_newer'> {}
 
 /**
  * The server's database: workers, update events, pool policies and tokens. Routes talk only to
- * this interface; SQLite is the embedded implementation and a PostgreSQL one can follow behind
- * the same methods. Every write method resolves only once the write is durable, so a `202`
+ * this interface; SQLite is the embedded implementation, PostgreSQL the one several replicas
+ * share (both pass test/server/fleet-store-conformance.test.ts). Every write method resolves only once the write is durable, so a `202`
  * answered after `recordReport` means the report survives a crash of the server process.
  */
 export interface FleetStore {
@@ -25,8 +29,12 @@ export interface FleetStore {
    * register again, with its channel and platform, rather than become a half-empty row.
    */
   recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null; platform: string | null } | null>;
-  /** Append one update event (every report is kept). */
-  recordReport(report: StoredReport): Promise<void>;
+  /**
+   * Append one update event; false (nothing written) when the same worker's report with the same
+   * correlation id and event is already stored: a retry, maybe through another replica. A report
+   * without a correlation id (older workers) is always appended.
+   */
+  recordReport(report: StoredReport): Promise<boolean>;
   /** One worker's row, or null. */
   getWorker(workerId: string): Promise<WorkerView | null>;
   /** Workers of a channel seen since `seenSince` (the live fleet a rollout's shares count). */
@@ -153,6 +161,25 @@ export interface FleetStore {
   recordVersionSample(slot: Date, counts: readonly WorkerCount[], keepSince: Date): Promise<boolean>;
   /** A channel's samples since `since`, oldest first. */
   versionSamples(channel: string, since: Date): Promise<Array<{ sampled_at: string; version: string; count: number }>>;
+
+  // Several replicas on one database (docs/server.md, "Several replicas").
+  /**
+   * Take or renew the lease `name` for `holder` until `now` + `ttlMs`: true when `holder` holds it
+   * now (it held it, or it was free or expired). One replica at a time does the fleet-wide work.
+   */
+  tryLease(name: string, holder: string, now: Date, ttlMs: number): Promise<boolean>;
+  /** Give the lease up (a replica stopping), so that another takes it at its next try. */
+  releaseLease(name: string, holder: string): Promise<void>;
+
+  // Retention (docs/server.md, "Retention"): small batches, so no statement holds the database long.
+  /** Delete up to `limit` of the oldest update events received before `before`; how many were deleted. */
+  pruneEvents(before: Date, limit: number): Promise<number>;
+  /**
+   * Delete up to `limit` workers last seen before `before`: their rows, pending rotations and
+   * rotation requests only. Their rollout admissions (the serial floor each keeps) and their
+   * credentials (their identity) stay. How many workers were deleted.
+   */
+  pruneWorkers(before: Date, limit: number): Promise<number>;
 
   /** Finish pending writes and close the connection. */
   close(): Promise<void>;

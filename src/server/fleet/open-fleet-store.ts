@@ -1,16 +1,22 @@
 import { UsageError } from '../../shared/errors.js';
 import type { FleetStore } from './fleet-store.js';
+import { openPostgresFleetStore, type PostgresFleetStoreOptions } from './postgres/postgres-fleet-store.js';
 import { SqliteFleetStore, type SqliteFleetStoreOptions } from './sqlite-fleet-store.js';
+
+export type OpenFleetStoreOptions = SqliteFleetStoreOptions & PostgresFleetStoreOptions;
+
+/** True when `location` names a PostgreSQL database rather than a SQLite file. */
+export function isPostgresLocation(location: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(location);
+}
 
 /**
  * The fleet store named by `--db`: a SQLite file path (the embedded default) or a
- * `postgres://` URL. PostgreSQL needs its own implementation of FleetStore; until it exists the
- * URL is refused at start with a clear configuration error rather than half-working.
+ * `postgres://` URL (several replicas on one database, docs/server.md "PostgreSQL"). The
+ * PostgreSQL store is opened, connected and migrated before this resolves.
  */
-export function openFleetStore(location: string, options: SqliteFleetStoreOptions = {}): FleetStore {
-  if (/^postgres(ql)?:\/\//i.test(location)) {
-    throw new UsageError('PostgreSQL fleet databases are not supported yet; use a SQLite file path for --db');
-  }
+export async function openFleetStore(location: string, options: OpenFleetStoreOptions = {}): Promise<FleetStore> {
+  if (isPostgresLocation(location)) return openPostgresFleetStore(location, options);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
     throw new UsageError(`--db must be a SQLite file path or a postgres:// URL, not ${location.split('://')[0]}://`);
   }

@@ -2,12 +2,11 @@ import { timingSafeEqual } from 'node:crypto';
 import { mkdirSync, realpathSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
-import type { PoolPolicy, UpdateState, WorkerState } from '../../protocol/messages.js';
-import { CodedError } from '../../shared/errors.js';
-import type { TokenRole } from '../tokens.js';
-import type { RolloutReport } from '../rollout/failure-rate.js';
+import type { PoolPolicy, UpdateState } from '../../protocol/messages.js';
 import type { RolloutPlan } from '../../protocol/rollouts.js';
+import type { RolloutReport } from '../rollout/failure-rate.js';
 import {
+  FleetStoreError,
   enrollmentRefusal,
   type AdmissionRecord,
   type ConsoleSessionRecord,
@@ -35,164 +34,32 @@ import {
   type WorkerView,
 } from './fleet-store.js';
 import { AuthReadCache } from './auth-read-cache.js';
+import {
+  admissionFromRow,
+  consoleSessionFromRow,
+  credentialFromRow,
+  credentialRow,
+  enrollmentTokenFromRow,
+  pendingFromRow,
+  policyFromRow,
+  rolloutFromRow,
+  tokenFromRow,
+  workerFromRow,
+  type AdmissionRow,
+  type ConsoleSessionRow,
+  type CredentialRow,
+  type EnrollmentTokenRow,
+  type PendingCredentialRow,
+  type RolloutRow,
+  type TokenRow,
+  type WorkerRow,
+} from './fleet-rows.js';
 import { MIGRATIONS, type Migration } from './migrations/index.js';
+import { checkSchemaReadable, RAISE_OLDEST_READER_SQLITE } from './schema-compat.js';
 import { WalSyncer, type SyncFile } from './wal-syncer.js';
 import { WriteBatcher } from './write-batcher.js';
 
-export class FleetStoreError extends CodedError<'database_unavailable' | 'database_schema_newer'> {}
-
-interface WorkerRow {
-  id: string;
-  pool: string;
-  channel: string | null;
-  platform: string | null;
-  version: string;
-  state: WorkerState;
-  update_to_version: string | null;
-  update_state: UpdateState | null;
-  update_download_percent: number | null;
-  update_reason: string | null;
-  update_at: string | null;
-  registered_at: string;
-  last_seen_at: string;
-}
-
-interface TokenRow {
-  id: string;
-  role: TokenRole;
-  pool: string | null;
-  secret_sha256: Buffer;
-  label: string | null;
-  created_at: string;
-  revoked_at: string | null;
-}
-
-function tokenFromRow(row: TokenRow): TokenRecord {
-  return {
-    id: row.id,
-    role: row.role,
-    pool: row.pool,
-    secretSha256: row.secret_sha256,
-    label: row.label,
-    createdAt: new Date(row.created_at),
-    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
-  };
-}
-
-interface EnrollmentTokenRow {
-  id: string;
-  pool: string;
-  secret_sha256: Buffer;
-  label: string | null;
-  max_uses: number | null;
-  uses: number;
-  expires_at: string | null;
-  created_at: string;
-  created_by: string | null;
-  revoked_at: string | null;
-}
-
-function enrollmentTokenFromRow(row: EnrollmentTokenRow): EnrollmentTokenRecord {
-  return {
-    id: row.id,
-    pool: row.pool,
-    secretSha256: row.secret_sha256,
-    label: row.label,
-    maxUses: row.max_uses,
-    uses: row.uses,
-    expiresAt: row.expires_at === null ? null : new Date(row.expires_at),
-    createdAt: new Date(row.created_at),
-    createdBy: row.created_by,
-    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
-  };
-}
-
-interface CredentialRow {
-  id: string;
-  worker_id: string;
-  pool: string;
-  secret_sha256: Buffer;
-  source: 'enroll' | 'claim';
-  source_token_id: string;
-  created_at: string;
-  created_from: string | null;
-  revoked_at: string | null;
-  revoked_by: string | null;
-}
-
-function credentialFromRow(row: CredentialRow): CredentialRecord {
-  return {
-    id: row.id,
-    workerId: row.worker_id,
-    pool: row.pool,
-    secretSha256: row.secret_sha256,
-    source: row.source,
-    sourceTokenId: row.source_token_id,
-    createdAt: new Date(row.created_at),
-    createdFrom: row.created_from,
-    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
-    revokedBy: row.revoked_by,
-  };
-}
-
-interface PendingCredentialRow {
-  worker_id: string;
-  id: string;
-  pool: string;
-  secret_sha256: Buffer;
-  replaces_id: string;
-  created_at: string;
-  created_from: string | null;
-}
-
-function pendingFromRow(row: PendingCredentialRow): PendingCredentialRecord {
-  return {
-    id: row.id,
-    workerId: row.worker_id,
-    pool: row.pool,
-    secretSha256: row.secret_sha256,
-    replacesId: row.replaces_id,
-    createdAt: new Date(row.created_at),
-    createdFrom: row.created_from,
-  };
-}
-
-function credentialRow(credential: CredentialRecord): CredentialRow {
-  return {
-    id: credential.id,
-    worker_id: credential.workerId,
-    pool: credential.pool,
-    secret_sha256: credential.secretSha256,
-    source: credential.source,
-    source_token_id: credential.sourceTokenId,
-    created_at: credential.createdAt.toISOString(),
-    created_from: credential.createdFrom,
-    revoked_at: credential.revokedAt?.toISOString() ?? null,
-    revoked_by: credential.revokedBy,
-  };
-}
-
-interface ConsoleSessionRow {
-  id: string;
-  secret_sha256: Buffer;
-  token_id: string;
-  created_at: string;
-  expires_at: string;
-  created_from: string | null;
-  ended_at: string | null;
-}
-
-function consoleSessionFromRow(row: ConsoleSessionRow): ConsoleSessionRecord {
-  return {
-    id: row.id,
-    secretSha256: row.secret_sha256,
-    tokenId: row.token_id,
-    createdAt: new Date(row.created_at),
-    expiresAt: new Date(row.expires_at),
-    createdFrom: row.created_from,
-    endedAt: row.ended_at === null ? null : new Date(row.ended_at),
-  };
-}
+export { FleetStoreError };
 
 /** The WHERE terms and named parameters of a worker search, cursor and limit aside. */
 function workerSearchWhere(search: WorkerSearch): { where: string[]; params: Record<string, unknown> } {
@@ -230,92 +97,6 @@ function workerSearchWhere(search: WorkerSearch): { where: string[]; params: Rec
   return { where, params };
 }
 
-function workerFromRow(row: WorkerRow): WorkerView {
-  const update =
-    row.update_to_version !== null && row.update_state !== null
-      ? {
-          to_version: row.update_to_version,
-          state: row.update_state,
-          ...(row.update_download_percent !== null ? { download_percent: row.update_download_percent } : {}),
-          ...(row.update_reason !== null ? { reason: row.update_reason as never } : {}),
-          updated_at: row.update_at ?? row.last_seen_at,
-        }
-      : null;
-  return {
-    worker_id: row.id,
-    pool: row.pool,
-    channel: row.channel,
-    platform: row.platform,
-    version: row.version,
-    state: row.state,
-    update,
-    registered_at: row.registered_at,
-    last_seen_at: row.last_seen_at,
-  };
-}
-
-interface RolloutRow {
-  channel: string;
-  serial: number;
-  version: string;
-  manifest: Buffer;
-  expires_at: string;
-  urgent: number;
-  plan: string;
-  state: RolloutState;
-  state_reason: string | null;
-  state_changed_at: string;
-  state_changed_by: string | null;
-  failures_counted_from: string;
-  waves_started: string;
-  started_at: string;
-}
-
-function rolloutFromRow(row: RolloutRow): RolloutRecord {
-  return {
-    channel: row.channel,
-    serial: row.serial,
-    version: row.version,
-    manifest: row.manifest,
-    expiresAt: new Date(row.expires_at),
-    urgent: row.urgent === 1,
-    plan: JSON.parse(row.plan) as RolloutPlan,
-    state: row.state,
-    stateReason: row.state_reason,
-    stateChangedAt: new Date(row.state_changed_at),
-    stateChangedBy: row.state_changed_by,
-    failuresCountedFrom: new Date(row.failures_counted_from),
-    wavesStarted: (JSON.parse(row.waves_started) as string[]).map((at) => new Date(at)),
-    startedAt: new Date(row.started_at),
-  };
-}
-
-interface AdmissionRow {
-  channel: string;
-  serial: number;
-  worker_id: string;
-  pool: string;
-  wave: number;
-  forced: number;
-  admitted_at: string;
-}
-
-function admissionFromRow(row: AdmissionRow): AdmissionRecord {
-  return {
-    channel: row.channel,
-    serial: row.serial,
-    workerId: row.worker_id,
-    pool: row.pool,
-    wave: row.wave,
-    forced: row.forced === 1,
-    admittedAt: new Date(row.admitted_at),
-  };
-}
-
-function policyFromRow(row: { auto_update: number; maintenance_windows: string | null }): PoolPolicy {
-  const windows = row.maintenance_windows === null ? [] : (JSON.parse(row.maintenance_windows) as string[]);
-  return { auto_update: row.auto_update === 1, ...(windows.length > 0 ? { maintenance_windows: windows } : {}) };
-}
 
 /** Apply the migrations the database does not have yet, in order, each in a transaction. */
 export function migrate(db: Database, migrations: readonly Migration[] = MIGRATIONS): number[] {
@@ -325,19 +106,16 @@ export function migrate(db: Database, migrations: readonly Migration[] = MIGRATI
     (db.prepare('SELECT version FROM schema_migrations').all() as Array<{ version: number }>).map((row) => row.version),
   );
   const newest = Math.max(0, ...migrations.map((m) => m.version));
-  const unknown = [...applied].filter((version) => version > newest);
-  if (unknown.length > 0) {
-    // A newer server has migrated this database: running old code on it could corrupt it.
-    throw new FleetStoreError(
-      'database_schema_newer',
-      `database schema version ${Math.max(...unknown)} is newer than this server knows (${newest}); upgrade the server`,
-    );
-  }
+  const hasReaders = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_readers'").get() !== undefined;
+  const oldestReader = hasReaders ? ((db.prepare('SELECT oldest_reader FROM schema_readers WHERE id = 1').pluck().get() as number | undefined) ?? null) : null;
+  // A newer server migrated this database: run on it only if it only grew since our newest.
+  checkSchemaReadable(applied, newest, oldestReader);
   const done: number[] = [];
   for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
     if (applied.has(migration.version)) continue;
     db.transaction(() => {
       db.exec(migration.sql);
+      if (migration.contract) db.prepare(RAISE_OLDEST_READER_SQLITE).run(migration.version);
       db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
         migration.version,
         migration.name,
@@ -452,11 +230,15 @@ export class SqliteFleetStore implements FleetStore {
           last_seen_at = @at
         WHERE id = @id`),
       workerChannel: this.db.prepare('SELECT channel, platform FROM workers WHERE id = ?'),
+      // A retried report (same worker, correlation id and event) is stored once; the worker's
+      // events are few, found by update_events_by_worker.
       insertReport: this.db.prepare(`
         INSERT INTO update_events (received_at, request_id, worker_id, pool, event, channel, platform,
           from_version, to_version, reason, duration_ms, correlation_id, serial)
-        VALUES (@received_at, @request_id, @worker_id, @pool, @event, @channel, @platform,
-          @from_version, @to_version, @reason, @duration_ms, @correlation_id, @serial)`),
+        SELECT @received_at, @request_id, @worker_id, @pool, @event, @channel, @platform,
+          @from_version, @to_version, @reason, @duration_ms, @correlation_id, @serial
+        WHERE @correlation_id IS NULL OR NOT EXISTS (
+          SELECT 1 FROM update_events WHERE worker_id = @worker_id AND correlation_id = @correlation_id AND event = @event)`),
       getPolicy: this.db.prepare('SELECT auto_update, maintenance_windows FROM pool_policies WHERE pool = ?'),
       setPolicy: this.db.prepare(`
         INSERT INTO pool_policies (pool, auto_update, maintenance_windows, updated_at, updated_by_token) VALUES (?, ?, ?, ?, ?)
@@ -557,7 +339,7 @@ export class SqliteFleetStore implements FleetStore {
     return { channel: found?.channel ?? null, platform: found?.platform ?? null };
   }
 
-  recordReport(report: StoredReport): Promise<void> {
+  recordReport(report: StoredReport): Promise<boolean> {
     const row = {
       received_at: report.receivedAt.toISOString(),
       request_id: report.requestId,
@@ -573,7 +355,7 @@ export class SqliteFleetStore implements FleetStore {
       correlation_id: report.correlation_id ?? null,
       serial: report.rolloutSerial,
     };
-    return this.batcher.write(() => this.statements.insertReport.run(row));
+    return this.writeReturning(() => this.statements.insertReport.run(row).changes > 0);
   }
 
   async getWorker(workerId: string): Promise<WorkerView | null> {
@@ -1150,6 +932,45 @@ export class SqliteFleetStore implements FleetStore {
     return this.db
       .prepare('SELECT sampled_at, version, count FROM fleet_version_samples WHERE channel = ? AND sampled_at >= ? ORDER BY sampled_at, version')
       .all(channel, since.toISOString()) as Array<{ sampled_at: string; version: string; count: number }>;
+  }
+
+  tryLease(name: string, holder: string, now: Date, ttlMs: number): Promise<boolean> {
+    return this.writeReturning(
+      () =>
+        this.db
+          .prepare(
+            `INSERT INTO fleet_leases (name, holder, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE fleet_leases.holder = excluded.holder OR fleet_leases.expires_at <= ?`,
+          )
+          .run(name, holder, new Date(now.getTime() + ttlMs).toISOString(), now.toISOString()).changes > 0,
+    );
+  }
+
+  releaseLease(name: string, holder: string): Promise<void> {
+    return this.batcher.write(() => this.db.prepare('DELETE FROM fleet_leases WHERE name = ? AND holder = ?').run(name, holder));
+  }
+
+  pruneEvents(before: Date, limit: number): Promise<number> {
+    return this.writeReturning(
+      () =>
+        this.db
+          .prepare('DELETE FROM update_events WHERE id IN (SELECT id FROM update_events WHERE received_at < ? ORDER BY received_at LIMIT ?)')
+          .run(before.toISOString(), limit).changes,
+    );
+  }
+
+  pruneWorkers(before: Date, limit: number): Promise<number> {
+    return this.writeReturning(() => {
+      const ids = this.db.prepare('SELECT id FROM workers WHERE last_seen_at < ? ORDER BY last_seen_at LIMIT ?').pluck().all(before.toISOString(), limit) as string[];
+      if (ids.length === 0) return 0;
+      const list = JSON.stringify(ids);
+      // Admissions (serial floors) and credentials (identities) are kept on purpose.
+      for (const table of ['pending_credentials', 'credential_rotation_requests']) {
+        this.db.prepare(`DELETE FROM ${table} WHERE worker_id IN (SELECT value FROM json_each(?))`).run(list);
+      }
+      return this.db.prepare('DELETE FROM workers WHERE id IN (SELECT value FROM json_each(?))').run(list).changes;
+    });
   }
 
   async close(): Promise<void> {

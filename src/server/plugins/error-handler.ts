@@ -1,3 +1,4 @@
+import { FleetStoreError } from '../fleet/fleet-store.js';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { StoreError } from '../../store/release-store.js';
@@ -30,6 +31,9 @@ export function describeError(error: unknown): { status: number; body: ErrorBody
   if (error instanceof HttpError) return make(error.statusCode, error.code, error.message);
   if (error instanceof WalSyncError) {
     return make(503, 'database_unavailable', 'the fleet database can no longer make writes durable; the server needs attention', true);
+  }
+  if (error instanceof FleetStoreError && error.code === 'database_unavailable') {
+    return make(503, 'database_unavailable', 'the fleet database is not reachable', true);
   }
   if (error instanceof StoreError) {
     if (error.code === 'store_key_invalid') return make(400, 'invalid_path', error.message);

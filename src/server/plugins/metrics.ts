@@ -19,6 +19,11 @@ export interface FleetWindows {
   unseen: () => { since: Date; before: Date };
   /** Stalled updates: in a mid-update state since before this. */
   stalledBefore: () => Date;
+  /**
+   * True on the one replica that exports the fleet-wide gauges (the leader, LeaderLease): the
+   * others export none of their series, so a sum over replicas counts the fleet once.
+   */
+  exportsFleetGauges: () => boolean;
 }
 
 /** Label values taken from reports are bounded: past this many distinct versions, `other`. */
@@ -48,9 +53,10 @@ export class ServerMetrics {
   readonly enrollments: Counter<'route' | 'result'>;
   private readonly poolTokenRequests: Counter<'pool'>;
   private readonly poolTokenSeries = new Map<string, { inc(): void }>();
+  private readonly retentionDeleted: Counter<'table'>;
 
   constructor(fleet: FleetStore, windows: FleetWindows, rollouts: { statuses(): Promise<RolloutStatus[]>; threshold: number }) {
-    const { workersSeenSince } = windows;
+    const { workersSeenSince, exportsFleetGauges } = windows;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.httpDuration = new Histogram({
@@ -120,8 +126,22 @@ export class ServerMetrics {
       labelNames: ['route', 'result'],
       registers,
     });
-    // Read from the fleet store on scrape, like the fleet gauge: each replica exports the same
-    // values, so fleet-wide queries take max() over replicas, never sum().
+    this.retentionDeleted = new Counter({
+      name: 'bytebiota_retention_deleted_total',
+      help: 'Rows deleted by retention, by table (update_events, workers)',
+      labelNames: ['table'],
+      registers,
+    });
+    new Gauge({
+      name: 'bytebiota_fleet_leader',
+      help: '1 on the replica that does the fleet-wide work (rollout evaluation, fleet gauges, retention), 0 on the others',
+      registers,
+      collect() {
+        this.set(exportsFleetGauges() ? 1 : 0);
+      },
+    });
+    // Read from the fleet store on scrape, like the fleet gauges, and exported by the leader only
+    // (exportsFleetGauges): the others would export the same values again.
     const statuses = { pending: null as Promise<RolloutStatus[]> | null };
     const readStatuses = (): Promise<RolloutStatus[]> => {
       statuses.pending ??= rollouts.statuses().finally(() => {
@@ -135,6 +155,7 @@ export class ServerMetrics {
       labelNames: ['channel', 'version', 'state'],
       registers,
       async collect() {
+        if (!exportsFleetGauges()) return this.reset();
         const all = await readStatuses();
         this.reset();
         for (const status of all) {
@@ -148,6 +169,7 @@ export class ServerMetrics {
       labelNames: ['channel', 'version'],
       registers,
       async collect() {
+        if (!exportsFleetGauges()) return this.reset();
         const all = await readStatuses();
         this.reset();
         for (const status of all) this.set({ channel: status.channel, version: status.version }, status.current_wave);
@@ -159,6 +181,7 @@ export class ServerMetrics {
       labelNames: ['channel', 'version'],
       registers,
       async collect() {
+        if (!exportsFleetGauges()) return this.reset();
         const all = await readStatuses();
         this.reset();
         for (const status of all) this.set({ channel: status.channel, version: status.version }, status.failure.rate);
@@ -169,6 +192,7 @@ export class ServerMetrics {
       help: 'The failure rate above which a rollout halts on its own',
       registers,
       collect() {
+        if (!exportsFleetGauges()) return this.reset();
         this.set(rollouts.threshold);
       },
     });
@@ -178,6 +202,7 @@ export class ServerMetrics {
       labelNames: ['channel', 'pool', 'version'],
       registers,
       async collect() {
+        if (!exportsFleetGauges()) return this.reset();
         const counts = await fleet.workerCounts(workersSeenSince());
         this.reset();
         for (const row of counts) {
@@ -191,6 +216,7 @@ export class ServerMetrics {
       labelNames: ['channel', 'update_state'],
       registers,
       async collect() {
+        if (!exportsFleetGauges()) return this.reset();
         const counts = await fleet.workerStateCounts(workersSeenSince());
         this.reset();
         const totals = new Map<string, { channel: string; update_state: string; count: number }>();
@@ -210,6 +236,7 @@ export class ServerMetrics {
       labelNames: ['channel', 'pool'],
       registers,
       async collect() {
+        if (!exportsFleetGauges()) return this.reset();
         const window = windows.unseen();
         const counts = await fleet.unseenWorkerCounts(window.since, window.before);
         this.reset();
@@ -222,11 +249,18 @@ export class ServerMetrics {
       labelNames: ['channel', 'update_state'],
       registers,
       async collect() {
+        if (!exportsFleetGauges()) return this.reset();
         const counts = await fleet.stalledUpdateCounts(workersSeenSince(), windows.stalledBefore(), MID_UPDATE_STATES);
         this.reset();
         for (const row of counts) this.set({ channel: row.channel ?? 'unknown', update_state: row.update_state }, row.count);
       },
     });
+  }
+
+  /** Rows a retention pass deleted. */
+  recordPruned(deleted: { events: number; workers: number }): void {
+    this.retentionDeleted.inc({ table: 'update_events' }, deleted.events);
+    this.retentionDeleted.inc({ table: 'workers' }, deleted.workers);
   }
 
   recordReport(report: UpdateReport): void {

@@ -80,10 +80,15 @@ export class RolloutService {
     return this.offers.decide(request);
   }
 
-  /** Start evaluating on a timer. */
-  start(): void {
+  /**
+   * Start evaluating on a timer, on the ticks where `isLeader()` says this replica does the
+   * fleet-wide work: with several replicas, one evaluation per interval, not one per replica.
+   */
+  start(isLeader: () => boolean = () => true): void {
     if (this.timer) return;
-    this.timer = setInterval(() => void this.evaluate(), this.evalIntervalSeconds * 1000);
+    this.timer = setInterval(() => {
+      if (isLeader()) void this.evaluate();
+    }, this.evalIntervalSeconds * 1000);
     this.timer.unref();
   }
 

@@ -43,8 +43,10 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       });
       const rolloutSerial = report.serial ?? (await rolloutSerialOf(app, report.worker_id, report.channel, report.to_version));
       if (rolloutSerial !== null) addLogFields(request, { serial: rolloutSerial });
-      await app.fleet.recordReport({ ...report, pool, rolloutSerial, receivedAt: app.clock.now(), requestId: request.id });
-      app.serverMetrics.recordReport(report);
+      const stored = await app.fleet.recordReport({ ...report, pool, rolloutSerial, receivedAt: app.clock.now(), requestId: request.id });
+      // A retry of a report already stored (its answer was lost) is acknowledged again, not counted again.
+      if (stored) app.serverMetrics.recordReport(report);
+      else addLogFields(request, { report_duplicate: true });
       return reply.code(202).send({ status: 'accepted' as const });
     },
   );

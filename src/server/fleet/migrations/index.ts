@@ -6,6 +6,7 @@ import { sql as workerIdentity } from './005-worker-identity.js';
 import { sql as credentialRotation } from './006-credential-rotation.js';
 import { sql as claimKeys } from './007-claim-keys.js';
 import { sql as fleetConsole } from './008-console.js';
+import { sql as replicas } from './009-replicas.js';
 
 /**
  * Schema migrations, applied in order at start, each once, each in its own transaction. They are
@@ -16,6 +17,17 @@ export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /**
+   * A contract step: servers that know only versions before this one must no longer run on the
+   * database once it is applied (schema-compat.ts). Absent for migrations that only add.
+   */
+  contract?: true;
+  /**
+   * PostgreSQL only: run outside a transaction, for `CREATE INDEX CONCURRENTLY` on a large table
+   * (which PostgreSQL refuses inside one). Such a migration must be safe to run again from the
+   * start (IF NOT EXISTS), since a failure can leave part of it done.
+   */
+  outsideTransaction?: true;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -27,4 +39,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 6, name: 'credential-rotation', sql: credentialRotation },
   { version: 7, name: 'claim-keys', sql: claimKeys },
   { version: 8, name: 'console', sql: fleetConsole },
+  { version: 9, name: 'replicas', sql: replicas },
 ];
