@@ -10,6 +10,7 @@ import type {
   RolloutRecord,
   RolloutState,
   TokenRecord,
+  WorkerCount,
   WorkerView,
 } from './fleet-store.js';
 
@@ -260,3 +261,16 @@ export function policyFromRow(row: { auto_update: number; maintenance_windows: s
   return { auto_update: row.auto_update === 1, ...(windows.length > 0 ? { maintenance_windows: windows } : {}) };
 }
 
+
+/** A version sample's rows: the live workers counted by channel and version, pools added up. */
+export function versionSampleRows(counts: readonly WorkerCount[]): Array<{ channel: string; version: string; count: number }> {
+  const byVersion = new Map<string, { channel: string; version: string; count: number }>();
+  for (const row of counts) {
+    const channel = row.channel ?? 'unknown';
+    const key = `${channel}\n${row.version}`;
+    const entry = byVersion.get(key) ?? { channel, version: row.version, count: 0 };
+    entry.count += row.count;
+    byVersion.set(key, entry);
+  }
+  return [...byVersion.values()];
+}

@@ -44,6 +44,7 @@ import {
   policyFromRow,
   rolloutFromRow,
   tokenFromRow,
+  versionSampleRows,
   workerFromRow,
   type AdmissionRow,
   type ConsoleSessionRow,
@@ -911,16 +912,8 @@ export class SqliteFleetStore implements FleetStore {
     return this.writeReturning(() => {
       const at = slot.toISOString();
       if (this.db.prepare('INSERT INTO fleet_sample_slots (sampled_at) VALUES (?) ON CONFLICT DO NOTHING').run(at).changes === 0) return false;
-      const byVersion = new Map<string, { channel: string; version: string; count: number }>();
-      for (const row of counts) {
-        const channel = row.channel ?? 'unknown';
-        const key = `${channel}\n${row.version}`;
-        const entry = byVersion.get(key) ?? { channel, version: row.version, count: 0 };
-        entry.count += row.count;
-        byVersion.set(key, entry);
-      }
       const insert = this.db.prepare('INSERT INTO fleet_version_samples (sampled_at, channel, version, count) VALUES (?, ?, ?, ?)');
-      for (const entry of byVersion.values()) insert.run(at, entry.channel, entry.version, entry.count);
+      for (const entry of versionSampleRows(counts)) insert.run(at, entry.channel, entry.version, entry.count);
       const keep = keepSince.toISOString();
       this.db.prepare('DELETE FROM fleet_version_samples WHERE sampled_at < ?').run(keep);
       this.db.prepare('DELETE FROM fleet_sample_slots WHERE sampled_at < ?').run(keep);

@@ -41,6 +41,7 @@ import {
   policyFromRow,
   rolloutFromRow,
   tokenFromRow,
+  versionSampleRows,
   workerFromRow,
   type AdmissionRow,
   type ConsoleSessionRow,
@@ -969,15 +970,7 @@ export class PostgresFleetStore implements FleetStore {
       // The first replica to insert the slot writes the sample; the others find it taken.
       const taken = await client.query('INSERT INTO fleet_sample_slots (sampled_at) VALUES ($1) ON CONFLICT DO NOTHING', [at]);
       if ((taken.rowCount ?? 0) === 0) return false;
-      const byVersion = new Map<string, { channel: string; version: string; count: number }>();
-      for (const row of counts) {
-        const channel = row.channel ?? 'unknown';
-        const key = `${channel}\n${row.version}`;
-        const entry = byVersion.get(key) ?? { channel, version: row.version, count: 0 };
-        entry.count += row.count;
-        byVersion.set(key, entry);
-      }
-      const entries = [...byVersion.values()];
+      const entries = versionSampleRows(counts);
       if (entries.length > 0) {
         await client.query('INSERT INTO fleet_version_samples (sampled_at, channel, version, count) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int4[])', [
           at,
