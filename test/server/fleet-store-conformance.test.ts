@@ -257,9 +257,34 @@ for (const kind of STORE_KINDS) {
         );
         assert.deepEqual(
           asJson(await store.recordHeartbeat(heartbeat('w-1', 11, { pool: 'edge', version: '2.0.0' }))),
-          { channel: 'beta', platform: 'windows-x64' },
+          { channel: 'beta', platform: 'windows-x64', admittedSerials: [], rotationRequested: false },
           'a heartbeat answers with the channel and platform of the latest registration',
         );
+      });
+
+      test('a heartbeat returns what its answer needs: the admissions on its channel (highest first) and a rotation request', async () => {
+        const store = await fresh();
+        await store.registerWorker(registration('w-1', 0, { channel: 'beta' }));
+        for (const [channel, serial] of [['beta', 3], ['beta', 9], ['stable', 12], ['beta', 5]] as const) {
+          await store.admitWorker({ channel, serial, workerId: 'w-1', pool: 'canary', wave: 0, forced: false, admittedAt: at(1) });
+        }
+        await store.claimCredential({
+          id: hexId('c', 1),
+          workerId: 'w-1',
+          pool: 'canary',
+          secretSha256: Buffer.alloc(32, 1),
+          source: 'claim',
+          sourceTokenId: hexId('a', 1),
+          createdAt: at(1),
+          createdFrom: null,
+          revokedAt: null,
+          revokedBy: null,
+        });
+        const before = await store.recordHeartbeat(heartbeat('w-1', 2));
+        assert.deepEqual([before?.admittedSerials, before?.rotationRequested], [[9, 5, 3], false]);
+        assert.equal(await store.requestRotation('w-1', { at: at(3), by: 'admin' }), true);
+        const after = await store.recordHeartbeat(heartbeat('w-1', 4));
+        assert.deepEqual([after?.admittedSerials, after?.rotationRequested], [[9, 5, 3], true]);
       });
 
       test('a heartbeat of an unknown worker returns null and creates no row', async () => {
@@ -273,7 +298,12 @@ for (const kind of STORE_KINDS) {
       test('a heartbeat returns channel and platform and writes state, pool, version and last seen', async () => {
         const store = await fresh();
         await store.registerWorker(registration('w-1', 0, { channel: 'beta', platform: 'darwin-arm64' }));
-        assert.deepEqual(asJson(await store.recordHeartbeat(heartbeat('w-1', 30, { state: 'idle' }))), { channel: 'beta', platform: 'darwin-arm64' });
+        assert.deepEqual(asJson(await store.recordHeartbeat(heartbeat('w-1', 30, { state: 'idle' }))), {
+          channel: 'beta',
+          platform: 'darwin-arm64',
+          admittedSerials: [],
+          rotationRequested: false,
+        });
         assert.deepEqual(
           asJson(await store.getWorker('w-1')),
           { worker_id: 'w-1', pool: 'canary', channel: 'beta', platform: 'darwin-arm64', version: '1.0.0', state: 'idle', update: null, registered_at: iso(0), last_seen_at: iso(30) },
@@ -1342,7 +1372,7 @@ for (const kind of STORE_KINDS) {
         const heartbeats = Promise.all(workers.map((w) => store.recordHeartbeat(heartbeat(w.id, 10, { pool: w.pool, state: w.state, update: w.update }))));
         const reports = Promise.all(workers.map((w) => store.recordReport(report(w.id, 10, { event: w.event, pool: w.pool }))));
         const [answers, stored] = await Promise.all([heartbeats, reports]);
-        assert.deepEqual(asJson(answers), workers.map(() => ({ channel: 'stable', platform: 'linux-x64' })));
+        assert.deepEqual(asJson(answers), workers.map(() => ({ channel: 'stable', platform: 'linux-x64', admittedSerials: [], rotationRequested: false })));
         assert.deepEqual(stored, workers.map(() => true), 'reports without a correlation id are all stored');
 
         const rows = await Promise.all(workers.map((w) => store.getWorker(w.id)));

@@ -24,11 +24,12 @@ export interface FleetStore {
   /** The handshake: create or update the worker's row; its pool is the token's. */
   registerWorker(worker: WorkerRegistration): Promise<void>;
   /**
-   * Record state and update progress of a registered worker; returns its channel and platform,
-   * or null when no such worker has registered (the database was lost or restored): it must
-   * register again, with its channel and platform, rather than become a half-empty row.
+   * Record state and update progress of a registered worker; returns what the heartbeat's answer
+   * needs of its row, read with the write (one round trip on PostgreSQL), or null when no such
+   * worker has registered (the database was lost or restored): it must register again, with its
+   * channel and platform, rather than become a half-empty row.
    */
-  recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null; platform: string | null } | null>;
+  recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<HeartbeatRecord | null>;
   /**
    * Append one update event; false (nothing written) when the same worker's report with the same
    * correlation id and event is already stored: a retry, maybe through another replica. A report
@@ -201,6 +202,15 @@ export interface WorkerHeartbeat {
   state: WorkerState;
   update: UpdateProgress | null;
   at: Date;
+}
+
+export interface HeartbeatRecord {
+  channel: string | null;
+  platform: string | null;
+  /** The serials the worker was admitted to on its channel, highest first (workerAdmittedSerials). */
+  admittedSerials: number[];
+  /** An admin asked for this worker's credential to be rotated (rotationRequested). */
+  rotationRequested: boolean;
 }
 
 export interface StoredReport extends UpdateReport {

@@ -22,6 +22,7 @@ import {
   type FleetQuery,
   type FleetStore,
   type FleetView,
+  type HeartbeatRecord,
   type LiveWorker,
   type RolloutRecord,
   type RolloutState,
@@ -173,6 +174,7 @@ export class SqliteFleetStore implements FleetStore {
     rolloutEpoch: Statement;
     insertAdmission: Statement;
     workerAdmittedSerials: Statement;
+    rotationRequested: Statement;
     findEnrollmentToken: Statement;
     spendEnrollmentUse: Statement;
     findCredential: Statement;
@@ -272,6 +274,7 @@ export class SqliteFleetStore implements FleetStore {
       workerAdmittedSerials: this.db
         .prepare('SELECT serial FROM rollout_admissions WHERE worker_id = ? AND channel = ? ORDER BY serial DESC')
         .pluck(),
+      rotationRequested: this.db.prepare('SELECT 1 FROM credential_rotation_requests WHERE worker_id = ?'),
       findEnrollmentToken: this.db.prepare('SELECT * FROM enrollment_tokens WHERE id = ?'),
       spendEnrollmentUse: this.db.prepare(`
         UPDATE enrollment_tokens SET uses = uses + 1
@@ -320,7 +323,7 @@ export class SqliteFleetStore implements FleetStore {
     return this.batcher.write(() => this.statements.upsertRegistration.run(row));
   }
 
-  async recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<{ channel: string | null; platform: string | null } | null> {
+  async recordHeartbeat(heartbeat: WorkerHeartbeat): Promise<HeartbeatRecord | null> {
     const update = heartbeat.update;
     const row = {
       id: heartbeat.workerId,
@@ -337,7 +340,13 @@ export class SqliteFleetStore implements FleetStore {
     const known = await this.writeReturning(() => this.statements.touchHeartbeat.run(row).changes > 0 || this.statements.updateHeartbeat.run(row).changes > 0);
     if (!known) return null;
     const found = this.statements.workerChannel.get(heartbeat.workerId) as { channel: string | null; platform: string | null } | undefined;
-    return { channel: found?.channel ?? null, platform: found?.platform ?? null };
+    const channel = found?.channel ?? null;
+    return {
+      channel,
+      platform: found?.platform ?? null,
+      admittedSerials: channel === null ? [] : (this.statements.workerAdmittedSerials.all(heartbeat.workerId, channel) as number[]),
+      rotationRequested: this.statements.rotationRequested.get(heartbeat.workerId) !== undefined,
+    };
   }
 
   recordReport(report: StoredReport): Promise<boolean> {
@@ -794,7 +803,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async rotationRequested(workerId: string): Promise<boolean> {
-    return this.db.prepare('SELECT 1 FROM credential_rotation_requests WHERE worker_id = ?').get(workerId) !== undefined;
+    return this.statements.rotationRequested.get(workerId) !== undefined;
   }
 
   createConsoleSession(session: ConsoleSessionRecord): Promise<void> {

@@ -22,6 +22,8 @@ export interface OfferRequest {
   force?: boolean;
   /** Decide without recording an admission (`worker explain`). */
   dryRun?: boolean;
+  /** The worker's admitted serials on the channel, highest first, when the caller read them already (a heartbeat); else read here. */
+  admittedSerials?: readonly number[];
 }
 
 /** One step of the decision, for `worker explain`. */
@@ -163,7 +165,7 @@ export class OfferService {
       return { kind: 'nothing', steps };
     }
     const now = clock.now();
-    const admittedSerials = await fleet.workerAdmittedSerials(request.workerId, request.channel);
+    const admittedSerials = request.admittedSerials ?? (await fleet.workerAdmittedSerials(request.workerId, request.channel));
     const admitted = new Set(admittedSerials);
     const floor = admittedSerials[0] ?? 0;
 

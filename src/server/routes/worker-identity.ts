@@ -24,16 +24,16 @@ const REFUSAL_MESSAGES: Record<EnrollmentRefusal, string> = {
 
 /**
  * Whether the caller's credential should be rotated: older than `--credential-max-age`, or an
- * admin asked. Only ever true for a worker that authenticated with a credential (a pool token
+ * admin asked (`rotationRequested` when the caller read it already). Only ever true for a worker that authenticated with a credential (a pool token
  * has nothing to rotate, and an older worker never sees the field it would not know).
  */
-export async function credentialRotationDue(app: FastifyInstance, request: FastifyRequest): Promise<boolean> {
+export async function credentialRotationDue(app: FastifyInstance, request: FastifyRequest, rotationRequested?: boolean): Promise<boolean> {
   const auth = request.auth;
   if (!auth || auth.kind !== 'credential' || auth.workerId === null) return false;
   const credential = await app.fleet.findCredential(auth.tokenId);
   if (!credential) return false;
   if (app.clock.now().getTime() - credential.createdAt.getTime() >= app.settings.credentialMaxAgeSeconds * 1000) return true;
-  return app.fleet.rotationRequested(auth.workerId);
+  return rotationRequested ?? app.fleet.rotationRequested(auth.workerId);
 }
 
 const ConfirmResponse = Type.Object({

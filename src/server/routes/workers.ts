@@ -21,11 +21,17 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
    * head: a new release that raises the minimum must not make workers it has not reached yet
    * refuse to start. A worker admitted meanwhile learns of its release here, at its next heartbeat.
    */
-  async function offeredFacts(worker: { workerId: string; pool: string; channel: string | null; currentVersion: string }) {
+  async function offeredFacts(worker: { workerId: string; pool: string; channel: string | null; currentVersion: string; admittedSerials?: readonly number[] }) {
     const decision =
       worker.channel === null
         ? null
-        : await app.rollouts.decide({ workerId: worker.workerId, pool: worker.pool, channel: worker.channel, currentVersion: worker.currentVersion });
+        : await app.rollouts.decide({
+            workerId: worker.workerId,
+            pool: worker.pool,
+            channel: worker.channel,
+            currentVersion: worker.currentVersion,
+            ...(worker.admittedSerials ? { admittedSerials: worker.admittedSerials } : {}),
+          });
     const signed = decision?.kind === 'offer' ? decision.rollout.signed : null;
     return {
       minimum_version: signed?.minimum_version ?? null,
@@ -117,8 +123,8 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         // Every worker version answers a 4xx to its heartbeat by registering again.
         throw new HttpError(404, 'unknown_worker', `worker ${body.worker_id} has not registered: register again`);
       }
-      const { channel } = recorded;
-      const facts = await offeredFacts({ workerId: body.worker_id, pool, channel, currentVersion: body.current_version });
+      const { channel, admittedSerials } = recorded;
+      const facts = await offeredFacts({ workerId: body.worker_id, pool, channel, currentVersion: body.current_version, admittedSerials });
       const autoUpdate = await autoUpdateOf(pool);
       addLogFields(request, {
         event: 'worker_heartbeat',
@@ -138,7 +144,7 @@ export const workerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         recommended_version: facts.recommended_version,
         heartbeat_interval_s: app.settings.heartbeatIntervalSeconds,
         accepts: SERVER_ACCEPTS,
-        ...((await credentialRotationDue(app, request)) ? { rotate_credential: true } : {}),
+        ...((await credentialRotationDue(app, request, recorded.rotationRequested)) ? { rotate_credential: true } : {}),
       };
     },
   );

@@ -17,6 +17,7 @@ import {
   type FleetQuery,
   type FleetStore,
   type FleetView,
+  type HeartbeatRecord,
   type LiveWorker,
   type PendingCredentialRecord,
   type RolloutRecord,
@@ -75,7 +76,7 @@ export function redactDatabaseUrl(url: string): string {
   }
 }
 
-type HeartbeatResult = { channel: string | null; platform: string | null } | null;
+type HeartbeatResult = HeartbeatRecord | null;
 
 interface HeartbeatRow {
   id: string;
@@ -314,14 +315,18 @@ export class PostgresFleetStore implements FleetStore {
     });
   }
 
-  /** One UPDATE for many heartbeats; a worker twice in the batch keeps its latest. */
+  /**
+   * One UPDATE for many heartbeats; a worker twice in the batch keeps its latest. It also returns
+   * what the answer needs (admissions, a rotation request), so a heartbeat costs the database one
+   * statement shared with its batch, not three round trips of its own.
+   */
   private async writeHeartbeats(batch: HeartbeatRow[]): Promise<HeartbeatResult[]> {
     const latest = new Map<string, HeartbeatRow>();
     for (const row of batch) latest.set(row.id, row);
     // Rows in one order on every replica, so that two batches never wait on each other in a cycle.
     const rows = [...latest.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const column = <K extends keyof HeartbeatRow>(key: K) => rows.map((row) => row[key]);
-    const result = await this.pool.query<{ id: string; channel: string | null; platform: string | null }>(
+    const result = await this.query<{ id: string; channel: string | null; platform: string | null; admitted: number[]; rotation_requested: boolean }>(
       `UPDATE workers AS w SET pool = v.pool, version = v.version, state = v.state,
          update_to_version = v.to_version, update_state = v.update_state,
          update_download_percent = v.download_percent, update_reason = v.reason,
@@ -333,7 +338,9 @@ export class PostgresFleetStore implements FleetStore {
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[], $10::text[])
          AS v (id, pool, version, state, to_version, update_state, download_percent, reason, update_at, at)
        WHERE w.id = v.id
-       RETURNING w.id, w.channel, w.platform`,
+       RETURNING w.id, w.channel, w.platform,
+         ARRAY(SELECT a.serial FROM rollout_admissions a WHERE a.worker_id = w.id AND a.channel = w.channel ORDER BY a.serial DESC) AS admitted,
+         EXISTS (SELECT 1 FROM credential_rotation_requests r WHERE r.worker_id = w.id) AS rotation_requested`,
       [
         column('id'),
         column('pool'),
@@ -347,7 +354,9 @@ export class PostgresFleetStore implements FleetStore {
         column('at'),
       ],
     );
-    const found = new Map(result.rows.map((row) => [row.id, { channel: row.channel, platform: row.platform }]));
+    const found = new Map(
+      result.rows.map((row) => [row.id, { channel: row.channel, platform: row.platform, admittedSerials: row.admitted, rotationRequested: row.rotation_requested }]),
+    );
     return batch.map((row) => found.get(row.id) ?? null);
   }
 
@@ -377,7 +386,7 @@ export class PostgresFleetStore implements FleetStore {
       values.correlation_id.push(report.correlation_id ?? null);
       values.serial.push(report.rolloutSerial);
     }
-    const inserted = await this.pool.query<{ worker_id: string; correlation_id: string | null; event: string }>(
+    const inserted = await this.query<{ worker_id: string; correlation_id: string | null; event: string }>(
       `INSERT INTO update_events (${REPORT_COLUMNS.map(([name]) => name).join(', ')})
        SELECT * FROM unnest(${REPORT_COLUMNS.map(([, type], i) => `$${i + 1}::${type}[]`).join(', ')})
        ON CONFLICT (worker_id, correlation_id, event) WHERE correlation_id IS NOT NULL DO NOTHING
