@@ -22,6 +22,9 @@ const CHECKS = [
   { command: 'promtool', package: 'prometheus' },
   { command: 'openssl', package: 'openssl' },
   { command: 'curl', package: 'curl' },
+  // Wine runs the Windows worker (test/windows/, test/helpers/wine.ts). Debian's wine64 package
+  // puts the loader here, off PATH; the `wine` package would add /usr/bin/wine on top of it.
+  { path: '/usr/lib/wine/wine64', package: 'wine64' },
 ];
 
 function isExecutableFile(file) {
@@ -103,7 +106,8 @@ if (userId() !== 0) {
 aptGet(['update']);
 // Without recommends (which would add some 190 desktop packages): headless chromium renders
 // with the DejaVu fonts its dependencies bring and, without chromium-sandbox, sandboxes itself
-// with user namespaces (Debian allows them); promtool needs none of prometheus's recommends.
+// with user namespaces (Debian allows them); promtool needs none of prometheus's recommends, and
+// wine64 runs console programs such as node.exe without its fonts and multimedia recommends.
 aptGet(['install', '-y', '--no-install-recommends', ...packages]);
 const stillMissing = missingChecks(lookIn);
 if (stillMissing.length > 0) {

@@ -111,16 +111,30 @@ function buildProgram(context: CliContext): Command {
 
   program
     .command('build')
-    .description("build the worker executable for this machine's platform, version and build metadata embedded")
+    .description("build the worker executable for this machine's platform (or win32-x64 on Linux), version and build metadata embedded")
     .requiredOption('--version <version>', 'the version to embed (SemVer)')
     .requiredOption('--out <dir>', 'folder to write bytebiota-worker-<version>-<platform>[.exe] into')
     .option('--entry <file>', 'the worker entry point (default: the package’s src/worker/main.ts)')
     .option('--commit <sha>', 'the commit to embed (default: git rev-parse HEAD, or "unknown")')
-    .action(async (flags: { version: string; out: string; entry?: string; commit?: string }) => {
+    .option('--platform <platform>', "this machine's platform (default), or win32-x64 on Linux: the official node.exe, checked against its pinned hash")
+    .addOption(
+      new Option('--cache-dir <dir>', 'where win32-x64 builds cache the node.exe tarball (default: $XDG_CACHE_HOME/bytebiota or ~/.cache/bytebiota)').env(
+        'BYTEBIOTA_BUILD_CACHE',
+      ),
+    )
+    .action(async (flags: { version: string; out: string; entry?: string; commit?: string; platform?: string; cacheDir?: string }) => {
       // Loaded only for this command: the bundler is heavy and the other commands never need it.
       const { buildWorker } = await import('./build/index.js');
       io.err(`building worker ${flags.version}`);
-      const built = await buildWorker({ version: flags.version, outDir: flags.out, entry: flags.entry, commit: flags.commit, now: clock.now() });
+      const built = await buildWorker({
+        version: flags.version,
+        outDir: flags.out,
+        entry: flags.entry,
+        commit: flags.commit,
+        now: clock.now(),
+        platform: flags.platform,
+        cacheDir: flags.cacheDir,
+      });
       io.out(`artifact ${built.path}`);
       io.out(`platform ${built.buildInfo.platform}`);
       io.out(`sha256 ${built.sha256}`);

@@ -10,7 +10,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const TOOLS = ['initdb', 'chromium', 'promtool', 'openssl', 'curl'] as const;
+const TOOLS = ['initdb', 'chromium', 'promtool', 'openssl', 'curl', 'wine64'] as const;
 type Tool = (typeof TOOLS)[number];
 
 /** Records `DEBIAN_FRONTEND=… args` per call; `install` creates $FAKE_APT_CREATES in the tools folder, then exits $FAKE_APT_EXIT. */
@@ -98,11 +98,11 @@ describe('scripts/system-deps.mjs', () => {
       uid: 1000,
       code: 1,
       aptCalls: [],
-      sudoLine: 'sudo apt-get install -y postgresql chromium prometheus',
+      sudoLine: 'sudo apt-get install -y postgresql chromium prometheus wine64',
     },
     {
       name: 'not-executable-user',
-      present: ['initdb', 'promtool', 'openssl', 'curl'],
+      present: ['initdb', 'promtool', 'openssl', 'curl', 'wine64'],
       notExecutable: ['chromium'],
       uid: 1000,
       code: 1,
@@ -113,9 +113,9 @@ describe('scripts/system-deps.mjs', () => {
       name: 'missing-root-installs',
       present: ['openssl'],
       uid: 0,
-      aptCreates: ['initdb', 'chromium', 'promtool', 'curl'],
+      aptCreates: ['initdb', 'chromium', 'promtool', 'curl', 'wine64'],
       code: 0,
-      aptCalls: [UPDATE, install('postgresql chromium prometheus curl')],
+      aptCalls: [UPDATE, install('postgresql chromium prometheus curl wine64')],
     },
     {
       name: 'missing-root-install-fails',
@@ -127,7 +127,7 @@ describe('scripts/system-deps.mjs', () => {
     },
     {
       name: 'missing-root-still-missing',
-      present: ['initdb', 'chromium', 'curl'],
+      present: ['initdb', 'chromium', 'curl', 'wine64'],
       uid: 0,
       aptCreates: ['openssl'],
       code: 1,

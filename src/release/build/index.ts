@@ -1,8 +1,8 @@
-import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import semver from 'semver';
-import { artifactFileName, currentPlatform } from '../../protocol/platform.js';
+import { artifactFileName, currentPlatform, type Platform } from '../../protocol/platform.js';
 import { isValidVersion } from '../../protocol/version.js';
 import { CodedError, UsageError } from '../../shared/errors.js';
 import type { BuildInfo } from './build-info.js';
@@ -11,6 +11,8 @@ import { digestFile } from '../../shared/file-digest.js';
 import { headCommit, isCommitOrUnknown } from './git-commit.js';
 import { makeSingleExecutable } from './sea.js';
 import { pathExists } from '../../shared/path-exists.js';
+import { defaultBuildCacheDir } from './build-cache.js';
+import { verifiedWindowsNode } from './windows-node.js';
 
 export type { BuildInfo } from './build-info.js';
 export { BUILD_INFO_DEFINE } from './build-info.js';
@@ -19,6 +21,8 @@ export { BUILD_INFO_DEFINE } from './build-info.js';
 const DEFAULT_ENTRY = fileURLToPath(new URL('../../../src/worker/main.ts', import.meta.url));
 /** Prefix of the scratch directory inside outDir; a crashed build may leave one behind. */
 export const WORK_DIR_PREFIX = '.bytebiota-build-';
+/** The one platform built from another platform's node binary: from Linux, with the official node.exe. */
+export const WINDOWS_CROSS_PLATFORM = 'win32-x64';
 
 export interface BuildWorkerOptions {
   /** Strict SemVer, no leading "v". */
@@ -31,10 +35,16 @@ export interface BuildWorkerOptions {
   commit?: string;
   /** The embedded build time; defaults to the current time. */
   now?: Date;
-  /** Must be this machine's platform (the executable is a copy of this machine's node). */
+  /**
+   * This machine's platform (the default: the executable is a copy of the running node), or
+   * win32-x64 on Linux (a copy of the official node.exe of the same Node version, fetched and
+   * checked against a pinned hash: windows-node.ts).
+   */
   platform?: string;
-  /** The Node binary to embed; defaults to the one running this build. */
+  /** The Node binary to embed; defaults to the one running this build. Not for win32-x64 on Linux. */
   nodeBinary?: string;
+  /** Where the win32-x64 build caches the node.exe tarball; defaults to defaultBuildCacheDir(). */
+  cacheDir?: string;
 }
 
 export interface BuiltWorker {
@@ -58,14 +68,31 @@ function assertStrictVersion(version: string): void {
   }
 }
 
+function isLinux(platform: Platform): boolean {
+  return platform.startsWith('linux-');
+}
+
 function resolvePlatform(requested: string | undefined): string {
   const host = currentPlatform();
-  if (requested !== undefined && requested !== host) {
-    throw new UsageError(
-      `cannot build for platform ${requested} on ${host}: the executable is a copy of this machine's node binary`,
-    );
+  if (requested === undefined || requested === host) return host;
+  if (requested === WINDOWS_CROSS_PLATFORM && isLinux(host)) return requested;
+  const alternative = isLinux(host) ? `, or the official node.exe for ${WINDOWS_CROSS_PLATFORM}` : '';
+  throw new UsageError(
+    `cannot build for platform ${requested} on ${host}: the executable is a copy of this machine's node binary${alternative}`,
+  );
+}
+
+/**
+ * The official node.exe of the running Node's version, checked against its pinned hash, for a
+ * cross build; undefined for a build from this machine's node. Called before anything is
+ * written to outDir, so a refused binary leaves no trace there.
+ */
+async function crossNodeBinary(platform: string, options: BuildWorkerOptions): Promise<Buffer | undefined> {
+  if (platform === currentPlatform()) return undefined;
+  if (options.nodeBinary !== undefined) {
+    throw new UsageError(`a ${platform} build embeds the official node.exe checked against its pinned hash; nodeBinary cannot replace it`);
   }
-  return host;
+  return verifiedWindowsNode({ cacheDir: options.cacheDir ?? defaultBuildCacheDir(), nodeVersion: process.version.slice(1) });
 }
 
 async function assertEntryExists(entry: string): Promise<void> {
@@ -83,8 +110,8 @@ async function assertAbsent(path: string): Promise<void> {
 }
 
 /**
- * Build the worker as one executable for this machine's platform, with its version, commit
- * and build time embedded. The file appears in outDir only when complete.
+ * Build the worker as one executable for this machine's platform (or win32-x64 on Linux), with
+ * its version, commit and build time embedded. The file appears in outDir only when complete.
  */
 export async function buildWorker(options: BuildWorkerOptions): Promise<BuiltWorker> {
   assertStrictVersion(options.version);
@@ -104,14 +131,22 @@ export async function buildWorker(options: BuildWorkerOptions): Promise<BuiltWor
 
   const outDir = resolve(options.outDir);
   const outFile = join(outDir, artifactFileName(options.version, platform));
-  await mkdir(outDir, { recursive: true });
   await assertAbsent(outFile);
+  const crossNode = await crossNodeBinary(platform, options);
+  await mkdir(outDir, { recursive: true });
 
   const workDir = await mkdtemp(join(outDir, WORK_DIR_PREFIX));
   try {
     const bundleFile = join(workDir, 'worker.cjs');
     await bundleWorker({ entry, outFile: bundleFile, buildInfo });
-    await makeSingleExecutable({ bundleFile, outFile, workDir, nodeBinary: options.nodeBinary });
+    if (crossNode === undefined) {
+      await makeSingleExecutable({ bundleFile, outFile, workDir, nodeBinary: options.nodeBinary });
+    } else {
+      const nodeBinary = join(workDir, 'node.exe');
+      await writeFile(nodeBinary, crossNode);
+      // The running node writes the blob: it is the same Node version as node.exe (see crossNodeBinary).
+      await makeSingleExecutable({ bundleFile, outFile, workDir, nodeBinary, blobWriter: process.execPath, targetOs: 'win32' });
+    }
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }

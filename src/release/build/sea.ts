@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { CodedError, errorMessage } from '../../shared/errors.js';
 import { fsyncDirectory, fsyncFile } from '../../shared/atomic-file.js';
+import { removeAuthenticodeSignature } from './pe-signature.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -23,8 +24,16 @@ export interface MakeSingleExecutableOptions {
   outFile: string;
   /** Scratch directory on the same filesystem as outFile (for an atomic rename). */
   workDir: string;
-  /** The Node binary to embed; it also writes the blob, as the blob format is version-specific. */
+  /** The Node binary to embed; defaults to the one running this build. */
   nodeBinary?: string;
+  /**
+   * The Node that writes the blob; defaults to nodeBinary. Only a cross build sets it (the
+   * running node writing the blob for a Windows node.exe): the blob format is specific to the
+   * Node version, so both must be the same version.
+   */
+  blobWriter?: string;
+  /** The executable's operating system, as process.platform names it; defaults to this machine's. */
+  targetOs?: NodeJS.Platform;
 }
 
 /**
@@ -55,9 +64,13 @@ async function run(code: string, command: string, args: string[], cwd: string): 
 }
 
 /**
- * Write the SEA preparation blob with the same binary that will run it. The blob records the
- * `main` path exactly as configured, so it is given relative to workDir (a random temp
- * directory): an absolute path would make every build's bytes different.
+ * Write the SEA preparation blob with a node of the same version as the one that will run it.
+ * The blob records the `main` path exactly as configured, so it is given relative to workDir (a
+ * random temp directory): an absolute path would make every build's bytes different.
+ *
+ * No startup snapshot and no code cache (Node 20's defaults, stated here because the cross build
+ * depends on them): both are specific to the platform that writes the blob, and Node's SEA
+ * documentation allows injecting a blob into another platform's binary only without them.
  */
 async function writeBlob(nodeBinary: string, bundleFile: string, workDir: string): Promise<string> {
   const configFile = join(workDir, 'sea-config.json');
@@ -66,6 +79,8 @@ async function writeBlob(nodeBinary: string, bundleFile: string, workDir: string
     main: relative(workDir, bundleFile),
     output: relative(workDir, blobFile),
     disableExperimentalSEAWarning: true,
+    useSnapshot: false,
+    useCodeCache: false,
   };
   await writeFile(configFile, JSON.stringify(config, null, 2));
   await run('sea_blob_failed', nodeBinary, ['--experimental-sea-config', configFile], workDir);
@@ -101,11 +116,11 @@ interface InjectReply {
   diagnostics: string[];
 }
 
-async function injectBlob(file: string, blobFile: string): Promise<void> {
+async function injectBlob(file: string, blobFile: string, targetOs: NodeJS.Platform): Promise<void> {
   const postjectPath = createRequire(import.meta.url).resolve('postject');
   const options = {
     sentinelFuse: SEA_FUSE,
-    ...(process.platform === 'darwin' ? { machoSegmentName: MACHO_SEGMENT_NAME } : {}),
+    ...(targetOs === 'darwin' ? { machoSegmentName: MACHO_SEGMENT_NAME } : {}),
   };
   const reply = await new Promise<InjectReply>((resolve, reject) => {
     const worker = new Worker(INJECT_WORKER_SOURCE, {
@@ -132,24 +147,27 @@ async function injectBlob(file: string, blobFile: string): Promise<void> {
  *
  * macOS (untested here, as this runs on Linux): the copied binary's signature is removed
  * before injection and replaced with an ad-hoc one (`codesign --sign -`) after, as Node's SEA
- * documentation prescribes; without it the kernel kills the modified binary. Windows: the copy
- * keeps node.exe's now-invalid Authenticode signature, which is harmless unless the fleet
- * enforces signing; sign it with signtool after the build in that case.
+ * documentation prescribes; without it the kernel kills the modified binary. Windows: the
+ * copy's Authenticode signature is removed before injection (which would invalidate it), so the
+ * result is a well-formed unsigned executable; sign it with signtool on Windows if the fleet
+ * enforces signing.
  */
 export async function makeSingleExecutable(options: MakeSingleExecutableOptions): Promise<void> {
   const nodeBinary = options.nodeBinary ?? process.execPath;
+  const targetOs = options.targetOs ?? process.platform;
   await assertSeaCapable(nodeBinary);
-  const blobFile = await writeBlob(nodeBinary, options.bundleFile, options.workDir);
+  const blobFile = await writeBlob(options.blobWriter ?? nodeBinary, options.bundleFile, options.workDir);
 
   const draft = join(options.workDir, basename(options.outFile));
   await copyFile(nodeBinary, draft);
   // A node installed read-only (0555) would otherwise refuse postject's write.
   await chmod(draft, EXECUTABLE_MODE);
-  if (process.platform === 'darwin') {
+  if (targetOs === 'darwin') {
     await run('sea_sign_failed', 'codesign', ['--remove-signature', draft], options.workDir);
   }
-  await injectBlob(draft, blobFile);
-  if (process.platform === 'darwin') {
+  if (targetOs === 'win32') await removeAuthenticodeSignature(draft);
+  await injectBlob(draft, blobFile, targetOs);
+  if (targetOs === 'darwin') {
     await run('sea_sign_failed', 'codesign', ['--sign', '-', draft], options.workDir);
   }
 
