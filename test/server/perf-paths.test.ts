@@ -70,8 +70,11 @@ describe('auth read cache', () => {
       return null;
     };
     for (const id of ['a', 'b', 'c', 'd']) cache.token(id, load);
+    cache.token('c', load);
+    cache.token('d', load);
+    assert.equal(loads, 4, "'c' and 'd' are still cached: only the oldest entry made room for 'd'");
     cache.token('a', load);
-    assert.equal(loads, 5, "'a' was dropped when the map started over at 'd'");
+    assert.equal(loads, 5, "'a', the oldest, was dropped to make room for 'd'");
   });
 });
 

@@ -6,14 +6,19 @@ export interface AuthReadCacheOptions {
   readEpoch: () => number;
   /** Re-read the epoch at most this often; the longest a change made elsewhere goes unseen. */
   recheckMs?: number;
-  /** Entries kept per map; past this the map starts over, so unknown ids cannot grow memory. */
+  /** Entries kept per map; past this the oldest goes, so unknown ids cannot grow memory. */
   maxEntries?: number;
   /** Monotonic milliseconds; `performance.now` unless a test passes its own. */
   nowMs?: () => number;
 }
 
 export const DEFAULT_AUTH_RECHECK_MS = 1;
-const DEFAULT_MAX_ENTRIES = 10_000;
+/**
+ * Enough for every worker credential of a large fleet on one server (a credential per worker,
+ * each looked up at every heartbeat): a cache smaller than the fleet would miss on nearly every
+ * request. About 100 MB at the most.
+ */
+export const DEFAULT_AUTH_CACHE_ENTRIES = 250_000;
 
 /**
  * Tokens, worker credentials and pool policies kept in memory, so that a request's auth and policy lookups cost a
@@ -38,7 +43,7 @@ export class AuthReadCache {
 
   constructor(private readonly options: AuthReadCacheOptions) {
     this.recheckMs = options.recheckMs ?? DEFAULT_AUTH_RECHECK_MS;
-    this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.maxEntries = options.maxEntries ?? DEFAULT_AUTH_CACHE_ENTRIES;
     this.nowMs = options.nowMs ?? (() => performance.now());
   }
 
@@ -69,7 +74,8 @@ export class AuthReadCache {
     const cached = map.get(key);
     if (cached !== undefined) return cached;
     const loaded = load(key);
-    if (map.size >= this.maxEntries) map.clear();
+    // A Map iterates in insertion order: its first key is the oldest entry.
+    if (map.size >= this.maxEntries) map.delete(map.keys().next().value!);
     map.set(key, loaded);
     return loaded;
   }

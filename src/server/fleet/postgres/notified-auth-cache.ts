@@ -1,7 +1,6 @@
 import type { PoolPolicy } from '../../../protocol/messages.js';
+import { DEFAULT_AUTH_CACHE_ENTRIES } from '../auth-read-cache.js';
 import type { CredentialRecord, TokenRecord } from '../fleet-store.js';
-
-const MAX_ENTRIES = 10_000;
 
 type Kind = 'token' | 'credential' | 'policy';
 
@@ -53,7 +52,8 @@ export class NotifiedAuthCache {
     const changesBefore = this.changes;
     const loaded = await load(key);
     if (this.changes === changesBefore && this.trusted()) {
-      if (map.size >= MAX_ENTRIES) map.clear();
+      // A Map iterates in insertion order: its first key is the oldest entry.
+      if (map.size >= DEFAULT_AUTH_CACHE_ENTRIES) map.delete(map.keys().next().value!);
       map.set(key, loaded);
     }
     return loaded;
