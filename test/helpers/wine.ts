@@ -227,3 +227,45 @@ async function withFiles<T>(paths: readonly string[], use: (fds: number[]) => Pr
     await Promise.all(handles.map((handle) => handle.close()));
   }
 }
+
+export interface RunningWindowsProgram {
+  /** What the program has written to stdout and stderr so far (files: see the pipe quirk above). */
+  output(): Promise<{ stdout: string; stderr: string }>;
+  /** Settles when the wine process exits; after killWineProcesses() its status varies (see there). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * Start a Windows program and leave it running (a supervisor); its stdout and stderr go to
+ * files in `outputDir`, read back with output(). Stop it with killWineProcesses(): killing the
+ * wine process alone would leave the Windows processes it started running.
+ */
+export async function startWindowsProgram(
+  prefix: WinePrefix,
+  program: string,
+  args: readonly string[],
+  outputDir: string,
+  options: Omit<WindowsRunOptions, 'timeoutMs'> = {},
+): Promise<RunningWindowsProgram> {
+  const stdoutFile = join(outputDir, 'stdout');
+  const stderrFile = join(outputDir, 'stderr');
+  const handles = await Promise.all([open(stdoutFile, 'w'), open(stderrFile, 'w')]);
+  try {
+    const child = spawn(prefix.tools.wine, [program, ...args], {
+      env: { ...prefix.env, ...options.env },
+      cwd: options.cwd,
+      stdio: ['ignore', handles[0].fd, handles[1].fd],
+    });
+    const exited = waitForExit(child);
+    return {
+      output: async () => {
+        const [stdout, stderr] = await Promise.all([readFile(stdoutFile, 'utf8'), readFile(stderrFile, 'utf8')]);
+        return { stdout, stderr };
+      },
+      exited,
+    };
+  } finally {
+    // The child has its own copies of the descriptors once spawned.
+    await Promise.all(handles.map((handle) => handle.close()));
+  }
+}

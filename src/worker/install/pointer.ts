@@ -1,9 +1,10 @@
-import { mkdir, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { mkdir, open, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { fsyncDirectory, tempPathBeside, writeFileAtomic } from '../../shared/atomic-file.js';
+import { fsyncDirectory, tempPathBeside } from '../../shared/atomic-file.js';
 import { CodedError, isErrnoCode } from '../../shared/errors.js';
 import { isValidVersion } from '../../protocol/version.js';
 import type { InstallLayout } from './install-layout.js';
+import { retryWhileLocked, type LockedRetryOptions } from './retry-while-locked.js';
 
 export type PointerName = 'current' | 'previous' | 'launcher';
 
@@ -48,17 +49,48 @@ export async function readPointer(layout: InstallLayout, which: PointerName): Pr
   }
 }
 
+/** How a pointer file is renamed into place; injected by tests to fail as Windows does. */
+export type RenameFile = (from: string, to: string) => Promise<void>;
+
+export interface PointerWriteOptions extends LockedRetryOptions {
+  rename?: RenameFile;
+}
+
+/**
+ * The pointer-file scheme (Windows): write a temp file beside the pointer, fsync it, rename it
+ * over the pointer. Windows refuses that rename (EPERM) while any process has the old pointer
+ * open, a supervisor or worker reading it at that moment included, so the rename is retried for
+ * a short while (retry-while-locked.ts) instead of failing the switch.
+ */
+async function writePointerFile(layout: InstallLayout, path: string, version: string, options: PointerWriteOptions): Promise<void> {
+  const renameFile = options.rename ?? rename;
+  await mkdir(layout.root, { recursive: true });
+  const temp = tempPathBeside(path);
+  const handle = await open(temp, 'wx', 0o644);
+  try {
+    await handle.writeFile(`${version}\n`);
+    await handle.sync();
+    await handle.close();
+    await retryWhileLocked(() => renameFile(temp, path), options);
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await rm(temp, { force: true });
+    throw err;
+  }
+  await fsyncDirectory(layout.root);
+}
+
 /**
  * Point `which` at a version by one atomic rename (docs/protocol.md, section 4: "current changes by one
  * atomic rename"). Symlink: create it at a temp name beside the pointer, rename it over the
  * pointer (rename(2) replaces a symlink atomically), fsync the root. Pointer file: the same
- * sequence through writeFileAtomic. A reader sees the old version or the new one, never neither.
+ * sequence with a file holding the version. A reader sees the old version or the new one, never neither.
  */
-export async function writePointer(layout: InstallLayout, which: PointerName, version: string): Promise<void> {
+export async function writePointer(layout: InstallLayout, which: PointerName, version: string, options: PointerWriteOptions = {}): Promise<void> {
   if (!isValidVersion(version)) throw new RangeError(`not a valid version: ${JSON.stringify(version)}`);
   const path = pointerPath(layout, which);
   if (layout.pointerKind === 'file') {
-    await writeFileAtomic(path, `${version}\n`);
+    await writePointerFile(layout, path, version, options);
     return;
   }
   await mkdir(layout.root, { recursive: true });
@@ -75,6 +107,8 @@ export async function writePointer(layout: InstallLayout, which: PointerName, ve
 
 /** Remove a pointer (used only to revert the first install, when there was none before). */
 export async function removePointer(layout: InstallLayout, which: PointerName): Promise<void> {
-  await rm(pointerPath(layout, which), { force: true });
+  const path = pointerPath(layout, which);
+  // Windows refuses to delete a file another process has open, as it refuses the rename above.
+  await (layout.pointerKind === 'file' ? retryWhileLocked(() => rm(path, { force: true })) : rm(path, { force: true }));
   await fsyncDirectory(layout.root);
 }

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
-import { EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
+import { buildConnector, EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici';
 import { UsageError, errorMessage } from '../../shared/errors.js';
 
 /** A proxy accepted the connection but dropped the CONNECT tunnel (it refused the target, or speaks no CONNECT). */
@@ -25,12 +26,31 @@ type Connector = (options: object, callback: ConnectCallback) => void;
  */
 function poolWithFinalConnectErrors(origin: string | URL, options: Pool.Options): Dispatcher {
   const connect = options.connect;
-  if (typeof connect !== 'function') return new Pool(origin, options);
+  if (typeof connect !== 'function') return new Pool(origin, { ...options, connect: keepAliveOnceConnected(connect ?? {}) as unknown as Pool.Options['connect'] });
   const guarded: Connector = (connectOptions, callback) =>
     (connect as Connector)(connectOptions, (err, socket) =>
       callback(err && err.code === 'UND_ERR_SOCKET' ? new ProxyTunnelError(err) : err, socket),
     );
   return new Pool(origin, { ...options, connect: guarded as unknown as Pool.Options['connect'] });
+}
+
+/** undici's own default: the first TCP keepalive probe after a minute of silence. */
+const KEEPALIVE_INITIAL_DELAY_MS = 60_000;
+
+/**
+ * A direct connection with TCP keepalive switched on once the socket is connected, where undici
+ * switches it on right after creating the socket. Same keepalive; the order is what Node's own
+ * `net.connect({ keepAlive })` does. Why: under Wine 8, keepalive set on a socket that is still
+ * connecting makes the connect fail (libuv error UNKNOWN), so no Windows worker under Wine could
+ * reach its server. Real Windows accepts either order (docs/packaging.md, "Windows behaviour").
+ */
+function keepAliveOnceConnected(connectOptions: object): Connector {
+  const connect = buildConnector({ ...connectOptions, keepAlive: false }) as unknown as Connector;
+  return (options, callback) =>
+    connect(options, (err, socket) => {
+      if (!err) (socket as Socket).setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
+      callback(err, socket);
+    });
 }
 
 export interface DispatcherOptions {

@@ -24,6 +24,7 @@ import { recheckBeforeSwitch } from '../engine/switch-recheck.js';
 import { completedOnReady, updateStatusAtStart } from './update-status.js';
 import { LOG_EVENTS, UpdateTelemetry, type UpdateEventMessage } from '../telemetry/telemetry.js';
 import { runUpdateOnce, type UpdaterContext } from '../engine/updater.js';
+import { isStopMessage } from './stop-request.js';
 import { UnitsLog, WorkLoop, type BetweenUnits } from './work-loop.js';
 import { hashChainWorkload, type Workload } from './workload.js';
 import { claimCredential, confirmPendingCredential, enroll, rotateCredential, type IdentityContext } from './identity.js';
@@ -39,6 +40,8 @@ export interface SupervisorChannel {
   send(message: ReadyMessage | UpdateEventMessage): void;
   /** Called when the supervisor goes away: the worker stops after the current unit. */
   onDisconnect(listener: () => void): void;
+  /** Called when the supervisor asks the worker to stop (Windows, where SIGTERM cannot be handled). */
+  onStopRequest(listener: () => void): void;
 }
 
 export interface RunDependencies {
@@ -61,6 +64,13 @@ export function processSupervisorChannel(): SupervisorChannel | null {
     },
     onDisconnect: (listener) => {
       process.once('disconnect', listener);
+    },
+    onStopRequest: (listener) => {
+      // The listener keeps the channel referenced, so the process stays up until it exits itself
+      // (main.ts ends with process.exit).
+      process.on('message', (message: unknown) => {
+        if (isStopMessage(message)) listener();
+      });
     },
   };
 }
@@ -464,7 +474,8 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   loop = workLoop;
 
   // SIGTERM: finish the unit in progress, record it, exit 0. A supervisor that goes away (its
-  // IPC channel closes) is treated the same, so an orphan never keeps running beside a new one.
+  // IPC channel closes) is treated the same, so an orphan never keeps running beside a new one;
+  // and so is the supervisor's 'stop' message, its only way to ask on Windows (stop-request.ts).
   const stop = (): void => {
     if (!workLoop.stopRequested) log.info({ event: 'worker_stopping' }, 'stopping after the current unit');
     workLoop.requestStop();
@@ -472,6 +483,7 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   signals.on('SIGTERM', stop);
   signals.on('SIGINT', stop);
   channel?.onDisconnect(stop);
+  channel?.onStopRequest(stop);
   try {
     const result = await workLoop.run();
     return result === 'restart' ? EXIT_CODES.restartIntoStaged : EXIT_CODES.ok;

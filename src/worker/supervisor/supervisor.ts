@@ -13,6 +13,7 @@ import type { Logger } from '../../shared/logger.js';
 import { sleep as defaultSleep, type Sleep } from '../runtime/backoff.js';
 import { childRunInvocation, type SuperviseConfig } from '../config.js';
 import { openServerLink, type ServerLink } from '../runtime/server-link.js';
+import { askChildToStop } from './child-stop.js';
 import { noteRunEnded, NO_CRASHES, type CrashLoopState } from './crash-loop.js';
 import { decideAfterExit, decideAfterWatch, decideRound, decideSwitch, type PendingWatch } from './decisions.js';
 import { childExited, HEALTHY_RUN_RESET_MS, watchHealth, type ChildExit } from './health.js';
@@ -120,7 +121,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
   let killTimer: NodeJS.Timeout | null = null;
 
   function stopChild(target: RunningChild): Promise<ChildExit> {
-    target.process.kill('SIGTERM');
+    askChildToStop(target.process);
     const timer = setTimeout(() => target.process.kill('SIGKILL'), stopTimeoutMs);
     return target.exited.finally(() => clearTimeout(timer));
   }
@@ -128,10 +129,10 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
   const onStopSignal = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ event: 'worker_supervisor_stopping', signal }, 'stopping: forwarding SIGTERM to the worker');
+    log.info({ event: 'worker_supervisor_stopping', signal }, 'stopping: asking the worker to stop after its current unit');
     stopAll.abort();
     if (child) {
-      child.process.kill('SIGTERM');
+      askChildToStop(child.process);
       killTimer = setTimeout(() => child?.process.kill('SIGKILL'), stopTimeoutMs);
     }
   };

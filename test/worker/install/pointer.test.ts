@@ -1,8 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { lstat, readFile, readdir, readlink, symlink, writeFile } from 'node:fs/promises';
+import { lstat, readFile, readdir, readlink, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readPointer, removePointer, writePointer, PointerError } from '../../../src/worker/install/pointer.js';
+import { readPointer, removePointer, writePointer, PointerError, type RenameFile } from '../../../src/worker/install/pointer.js';
 import { tempInstallRoots } from '../../helpers/install-roots.js';
 
 describe('pointer', () => {
@@ -28,6 +28,54 @@ describe('pointer', () => {
     assert.equal(await readFile(layout.previousPointer, 'utf8'), '1.0.0\n');
     assert.equal((await lstat(layout.previousPointer)).isFile(), true);
     assert.equal(await readPointer(layout, 'previous'), '1.0.0');
+  });
+
+  /** A rename that fails as Windows fails it while another process has the target open, `times` times, then renames. */
+  function lockedRename(code: string, times: number): { rename: RenameFile; calls: () => number } {
+    let calls = 0;
+    return {
+      rename: async (from, to) => {
+        calls += 1;
+        if (calls <= times) throw Object.assign(new Error(`${code}: operation not permitted, rename '${from}' -> '${to}'`), { code });
+        await rename(from, to);
+      },
+      calls: () => calls,
+    };
+  }
+
+  test('Windows scheme: a rename refused while a reader holds the pointer (EPERM, EACCES, EBUSY) is retried, and then succeeds', async () => {
+    for (const code of ['EPERM', 'EACCES', 'EBUSY']) {
+      const layout = installRoot(`retry-${code}`, 'win32-x64');
+      await writePointer(layout, 'current', '1.0.0');
+      const locked = lockedRename(code, 2);
+      const waits: number[] = [];
+      await writePointer(layout, 'current', '1.1.0', { rename: locked.rename, sleep: async (ms) => void waits.push(ms) });
+      assert.equal(locked.calls(), 3);
+      assert.deepEqual(waits, [10, 20], 'short waits, doubling');
+      assert.equal(await readPointer(layout, 'current'), '1.1.0');
+      assert.deepEqual(await readdir(layout.root), ['current'], 'no temp file left');
+    }
+  });
+
+  test('Windows scheme: a pointer held open for longer than the budget fails the write, the old pointer and no temp file left', async () => {
+    const layout = installRoot('retry-budget', 'win32-x64');
+    await writePointer(layout, 'current', '1.0.0');
+    const locked = lockedRename('EPERM', Number.POSITIVE_INFINITY);
+    let waitedMs = 0;
+    const sleep = async (ms: number): Promise<void> => void (waitedMs += ms);
+    await assert.rejects(writePointer(layout, 'current', '1.1.0', { rename: locked.rename, sleep, budgetMs: 1_000 }), { code: 'EPERM' });
+    assert.equal(waitedMs, 1_000, 'waited exactly the budget');
+    assert.ok(locked.calls() > 2 && locked.calls() < 20, `bounded: ${locked.calls()} attempts`);
+    assert.equal(await readPointer(layout, 'current'), '1.0.0');
+    assert.deepEqual(await readdir(layout.root), ['current']);
+  });
+
+  test('Windows scheme: any other rename failure is not retried', async () => {
+    const layout = installRoot('retry-other', 'win32-x64');
+    const locked = lockedRename('ENOSPC', 1);
+    await assert.rejects(writePointer(layout, 'current', '1.0.0', { rename: locked.rename, sleep: async () => assert.fail('no wait') }), { code: 'ENOSPC' });
+    assert.equal(locked.calls(), 1);
+    assert.deepEqual(await readdir(layout.root), []);
   });
 
   test('a pointer that names no version is an error, not a guess', async () => {

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, Socket, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -125,6 +125,27 @@ describe('worker HTTP client', () => {
     await withEnv({}, async () => {
       assert.equal(await get(httpsUrl, caFile), 'origin over tls');
     });
+  });
+
+  test('a direct connection gets TCP keepalive once connected, not while connecting (Wine 8 fails that connect)', async () => {
+    const calls: Array<{ enable: boolean | undefined; delayMs: number | undefined; connecting: boolean }> = [];
+    const original = Socket.prototype.setKeepAlive;
+    Socket.prototype.setKeepAlive = function (this: Socket, enable?: boolean, delayMs?: number) {
+      calls.push({ enable, delayMs, connecting: this.connecting });
+      return original.call(this, enable, delayMs);
+    };
+    try {
+      await withEnv({}, async () => {
+        assert.equal(await get(httpsUrl, caFile), 'origin over tls');
+        assert.notEqual(await get(plainUrl), '');
+      });
+    } finally {
+      Socket.prototype.setKeepAlive = original;
+    }
+    assert.deepEqual(calls, [
+      { enable: true, delayMs: 60_000, connecting: false },
+      { enable: true, delayMs: 60_000, connecting: false },
+    ]);
   });
 
   test('--ca-file that is missing or holds no certificate is a usage error', async () => {
