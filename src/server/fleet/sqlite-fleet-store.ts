@@ -233,8 +233,8 @@ export class SqliteFleetStore implements FleetStore {
           last_seen_at = @at
         WHERE id = @id`),
       workerChannel: this.db.prepare('SELECT channel, platform FROM workers WHERE id = ?'),
-      // A retried report (same worker, correlation id and event) is stored once; the worker's
-      // events are few, found by update_events_by_worker.
+      // A retried report (same worker, correlation id and event) is stored once; the check is one
+      // lookup in update_events_by_correlation (migration 10).
       insertReport: this.db.prepare(`
         INSERT INTO update_events (received_at, request_id, worker_id, pool, event, channel, platform,
           from_version, to_version, reason, duration_ms, correlation_id, serial)

@@ -7,6 +7,7 @@ import { sql as credentialRotation } from './006-credential-rotation.js';
 import { sql as claimKeys } from './007-claim-keys.js';
 import { sql as fleetConsole } from './008-console.js';
 import { sql as replicas } from './009-replicas.js';
+import { sql as reportRetries } from './010-report-retries.js';
 
 /**
  * Schema migrations, applied in order at start, each once, each in its own transaction. They are
@@ -40,4 +41,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 7, name: 'claim-keys', sql: claimKeys },
   { version: 8, name: 'console', sql: fleetConsole },
   { version: 9, name: 'replicas', sql: replicas },
+  { version: 10, name: 'report-retries', sql: reportRetries },
 ];

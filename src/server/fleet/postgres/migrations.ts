@@ -2,7 +2,7 @@ import type { Migration } from '../migrations/index.js';
 
 /**
  * The PostgreSQL schema, as migrations of its own (docs/schema.md, "PostgreSQL"). Version 1 is the
- * SQLite schema as of its version 9, in one step; later versions follow the rules of a rolling
+ * SQLite schema as of its version 10, in one step; later versions follow the rules of a rolling
  * upgrade, since replicas of the old and the new server run on one database while it lasts:
  * expand first (new tables, new nullable columns, new indexes built CONCURRENTLY where large),
  * and contract (drop what the old version still reads) only in a release after the one that
