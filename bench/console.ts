@@ -40,8 +40,7 @@
  * Chromium is Debian's (/usr/bin/chromium, or BENCH_CHROMIUM); no browser is downloaded. The
  * load average is printed at the start and the end: on a shared machine it explains spread.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +59,7 @@ import { generateSigningKeyPair, parsePrivateKey } from '../src/trust/keys.js';
 import { serializeManifest, signManifest } from '../src/trust/sign.js';
 import { ManagedProcess, repoRoot, sourceProgram } from '../scripts/lib/processes.js';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/helpers/browser.js';
+import { processCpuSeconds } from './procs.js';
 import { seededRandom } from '../test/helpers/seeded-random.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 5);
@@ -533,14 +533,11 @@ async function startServer(fleet: SeededFleet): Promise<Server> {
   return { process: server, url: String(listening['url']) };
 }
 
-/** Ticks per second of /proc/<pid>/stat's CPU times. */
-const clockTicksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-
-/** User plus system CPU milliseconds the process has used so far (fields 14 and 15 of /proc/<pid>/stat). */
+/** User plus system CPU milliseconds the process has used so far. */
 function cpuMs(pid: number): number {
-  // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSecond;
+  const seconds = processCpuSeconds(pid);
+  if (seconds === null) throw new Error(`cannot read the CPU time of process ${pid} (Linux /proc only)`);
+  return seconds * 1000;
 }
 
 /** Sign in as the page does (the Origin names this server), through `request`, whose cookie jar keeps the session. */
@@ -1043,7 +1040,7 @@ async function main(): Promise<void> {
       `\n  Goal: under 1 s to usable at ${count(GOAL_SIZE)} workers (median of goto->usable, overview and workers): ${met ? 'met' : 'MISSED'} (overview ${ms(overviewMs)}, workers ${ms(workersMs)}; slowest single run ${ms(worst)}, ${worst < GOAL_MS ? 'under as well' : 'over'}); cold overview ${ms(coldMs)}, ${coldMs < GOAL_MS ? 'under' : 'over'}`,
     );
   }
-  console.log(`  load average: start ${startLoad}, end ${load()}; Node ${process.version}; Chromium ${browser.version()}; ${clockTicksPerSecond} clock ticks/s`);
+  console.log(`  load average: start ${startLoad}, end ${load()}; Node ${process.version}; Chromium ${browser.version()}`);
 }
 
 try {

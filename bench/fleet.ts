@@ -14,7 +14,7 @@ import { startPostgresCluster, type PostgresCluster } from '../test/helpers/post
 import { publishRelease, releaseFor } from '../test/helpers/server-fixtures.js';
 import { makeKey, type TestKey } from '../test/helpers/trust-fixtures.js';
 import { LatencyHistogram, REQUEST_KINDS, type FromLoad, type LoadInit, type RequestKind, type ToLoad, type WindowStats } from './fleet-stats.js';
-import { coreSeconds, pin, pinTree, processCpuSeconds, treeCpuSeconds, writtenBytes } from './fleet-procs.js';
+import { coreSeconds, pin, pinTree, processCpuSeconds, treeCpuSeconds, writtenBytes } from './procs.js';
 import { summarizeProfile } from './fleet-profile.js';
 import { prepareServerBenchFixture, startBenchServer, stopChild, type ServerBenchFixture } from './server-fixture.js';
 

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 /**
- * Linux /proc readings for bench/fleet.ts: CPU of a process and of a process tree (PostgreSQL's
+ * Linux /proc readings for the benchmarks: CPU of a process and of a process tree (PostgreSQL's
  * postmaster and its backends), bytes a process wrote to storage, how busy one core was, and
  * pinning with taskset. Every reading is null (or skipped) off Linux.
  */

@@ -9,8 +9,14 @@ declare module 'autocannon' {
       method?: string;
       headers?: Record<string, string>;
       body?: string;
+      /** Per request: `setupRequest` may return the request with another body (a new one each time). */
+      requests?: Array<{ setupRequest?: (request: Request) => Request }>;
       /** Requests per second from all connections together (latency corrected for coordinated omission). */
       overallRate?: number;
+    }
+    interface Request {
+      body?: string;
+      [key: string]: unknown;
     }
     interface Histogram {
       average: number;

@@ -1,10 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import Database from 'better-sqlite3';
+import { processCpuSeconds } from './procs.js';
 import { prepareServerBenchFixture, startBenchServer, startPlainBaseline, stopChild } from './server-fixture.js';
 
 /**
@@ -36,17 +36,6 @@ const rounds = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const load = () => loadavg()[0]!.toFixed(1);
 
-/** User plus system CPU seconds used so far by a process, or null off Linux. */
-function cpuSeconds(child: ChildProcess): number | null {
-  try {
-    const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    // Fields 14 and 15 of /proc/PID/stat (utime, stime), in clock ticks of 1/100 s.
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return null;
-  }
-}
-
 interface Measured {
   requestsPerSecond: number;
   cpuMicrosecondsPerRequest: number | null;
@@ -54,9 +43,9 @@ interface Measured {
 }
 
 async function measure(child: ChildProcess, options: autocannon.Options): Promise<Measured> {
-  const cpuBefore = cpuSeconds(child);
+  const cpuBefore = processCpuSeconds(child.pid!);
   const result = await autocannon({ connections, duration: durationSeconds, pipelining: 1, ...options });
-  const cpuAfter = cpuSeconds(child);
+  const cpuAfter = processCpuSeconds(child.pid!);
   const requests = result.requests.total;
   return {
     requestsPerSecond: result.requests.average,
@@ -123,15 +112,19 @@ async function main(): Promise<void> {
     }
     await stopChild(server.child);
 
-    const report = JSON.stringify({
-      worker_id: 'bench-1',
-      event: 'attempt',
-      from_version: '1.3.0',
-      to_version: '1.4.0',
-      channel: 'stable',
-      platform: 'linux-x64',
-      correlation_id: 'bench',
-    });
+    // Every report its own correlation id: the server stores a repeated one only once, and this
+    // measures reports that are stored.
+    let reportCount = 0;
+    const report = () =>
+      JSON.stringify({
+        worker_id: 'bench-1',
+        event: 'attempt',
+        from_version: '1.3.0',
+        to_version: '1.4.0',
+        channel: 'stable',
+        platform: 'linux-x64',
+        correlation_id: `bench-${(reportCount += 1)}`,
+      });
     for (const dbSync of ['full', 'normal']) {
       const countRows = () => {
         const reader = new Database(fixture.dbPath, { readonly: true });
@@ -149,7 +142,7 @@ async function main(): Promise<void> {
         url: `${ingest.url}/api/worker-updates/report`,
         method: 'POST' as const,
         headers: { ...auth, 'content-type': 'application/json' },
-        body: report,
+        requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, body: report() }) }],
       };
       // Each connection is a worker that sends its next report once the last one was answered.
       const measured = await measure(ingest.child, { ...post, connections: reportConnections });
