@@ -20,6 +20,7 @@ import { accessSync, constants } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
+import type { LogLine } from './log-lines.js';
 
 /** Debian's wine64 package keeps its loader off PATH (the `wine` package adds /usr/bin/wine). */
 const DEBIAN_WINE64 = '/usr/lib/wine/wine64';
@@ -233,6 +234,20 @@ export interface RunningWindowsProgram {
   output(): Promise<{ stdout: string; stderr: string }>;
   /** Settles when the wine process exits; after killWineProcesses() its status varies (see there). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** The JSON log lines a running program has written so far; a line still being written is left for the next read. */
+export async function windowsLogLines(program: RunningWindowsProgram): Promise<LogLine[]> {
+  const lines: LogLine[] = [];
+  for (const text of (await program.output()).stdout.split('\n')) {
+    if (!text.startsWith('{')) continue;
+    try {
+      lines.push(JSON.parse(text) as LogLine);
+    } catch {
+      // Cut off mid-line: read whole at the next poll.
+    }
+  }
+  return lines;
 }
 
 /**

@@ -12,7 +12,7 @@ import { currentPlatform } from '../../src/protocol/platform.js';
 import { buildWorker, WORK_DIR_PREFIX, type BuiltWorker } from '../../src/release/build/index.js';
 import { headCommit, UNKNOWN_COMMIT } from '../../src/release/build/git-commit.js';
 import { SEA_FUSE } from '../../src/release/build/sea.js';
-import { CodedError } from '../../src/shared/errors.js';
+import { expectCoded } from '../helpers/coded-error.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -33,15 +33,6 @@ async function makeTempDir(): Promise<string> {
 after(async () => {
   await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
 });
-
-function expectCoded(code: string, pattern: RegExp) {
-  return (err: unknown) => {
-    assert.ok(err instanceof CodedError, `expected a CodedError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    assert.match(err.message, pattern);
-    return true;
-  };
-}
 
 interface WatchedBuild {
   built: BuiltWorker;

@@ -182,6 +182,33 @@ for (const kind of STORE_KINDS) {
       assert.equal(again.claimed, false, 'a second machine cannot claim the id of a pruned worker');
     });
 
+    test('group commit: a row the database refuses fails only its own write; the rest of its batch is stored', async () => {
+      const { store } = await stores.open(kind);
+      const report = (i: number, event: string) =>
+        store.recordReport({
+          worker_id: `w-${i}`,
+          event: event as 'attempt',
+          from_version: '1.0.0',
+          to_version: '1.1.0',
+          channel: 'stable',
+          platform: 'linux-x64',
+          correlation_id: `c-${i}`,
+          pool: 'p',
+          rolloutSerial: 1,
+          receivedAt: NOW,
+          requestId: `r-${i}`,
+        });
+      // Sent together, so they share one statement (PostgreSQL) or one transaction (SQLite); the
+      // event CHECK refuses the bogus one.
+      const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => report(i, i === 7 ? 'bogus' : 'attempt')));
+      assert.deepEqual(
+        results.map((result) => result.status),
+        results.map((_, i) => (i === 7 ? 'rejected' : 'fulfilled')),
+      );
+      const stored = await store.rolloutReports('stable', 1, new Date(0));
+      assert.deepEqual(stored.map((row) => row.worker_id).sort(), Array.from({ length: 20 }, (_, i) => `w-${i}`).filter((id) => id !== 'w-7').sort());
+    });
+
     test('a retried report (same worker, correlation id and event) is stored once, also through another replica; one without a correlation id always', async () => {
       const { store: a, location } = await stores.open(kind);
       const b = await stores.reopen(location);

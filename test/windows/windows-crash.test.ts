@@ -26,10 +26,12 @@ import {
   runWindowsProgram,
   startWindowsProgram,
   wineMissingReason,
+  windowsLogLines,
   windowsPath,
   type RunningWindowsProgram,
   type WinePrefix,
 } from '../helpers/wine.js';
+import type { LogLine } from '../helpers/log-lines.js';
 
 const skip = wineMissingReason();
 const TRIALS = Number(process.env['WINE_CHAOS_TRIALS'] ?? 10);
@@ -50,7 +52,6 @@ const PHASES = [
   { name: 'health watch', event: 'worker_child_started' },
 ] as const;
 
-type LogLine = Record<string, unknown>;
 
 let lab: UpdateLab | undefined;
 let prefix: WinePrefix | undefined;
@@ -82,25 +83,12 @@ after(async () => {
   await lab?.close();
 });
 
-async function logLines(program: RunningWindowsProgram): Promise<LogLine[]> {
-  const lines: LogLine[] = [];
-  for (const text of (await program.output()).stdout.split('\n')) {
-    if (!text.startsWith('{')) continue;
-    try {
-      lines.push(JSON.parse(text) as LogLine);
-    } catch {
-      // A line still being written: it is read whole at the next poll.
-    }
-  }
-  return lines;
-}
-
 function waitForLine(program: RunningWindowsProgram, what: string, match: (line: LogLine) => boolean, timeoutMs: number): Promise<LogLine> {
   let lastEvents: unknown[] = [];
   return until(
     () => `${what}; the last events: ${lastEvents.join(', ')}`,
     async () => {
-      const lines = await logLines(program);
+      const lines = await windowsLogLines(program);
       lastEvents = lines.slice(-10).map((line) => line['event']);
       return lines.find(match);
     },

@@ -15,7 +15,8 @@ import { UpdateLab } from '../../scripts/lib/update-lab.js';
 import { buildWorker, WINDOWS_CROSS_PLATFORM } from '../../src/release/build/index.js';
 import { installLayout, type InstallLayout } from '../../src/worker/install/install-layout.js';
 import { until } from '../helpers/wait.js';
-import { createWinePrefix, removeWinePrefix, runWindowsProgram, startWindowsProgram, wineMissingReason, windowsPath, type RunningWindowsProgram, type WinePrefix } from '../helpers/wine.js';
+import { createWinePrefix, removeWinePrefix, runWindowsProgram, startWindowsProgram, wineMissingReason, windowsLogLines, windowsPath, type RunningWindowsProgram, type WinePrefix } from '../helpers/wine.js';
+import type { LogLine } from '../helpers/log-lines.js';
 
 const skip = wineMissingReason();
 /** Three builds (about 20 s each on 2 cores), a Wine boot, and two updates of a 70 MB executable. */
@@ -23,7 +24,6 @@ const FILE_TIMEOUT_MS = 600_000;
 const EVENT_TIMEOUT_MS = 120_000;
 const CRASH_ON_RUN_ENTRY = new URL('./fixtures/crash-on-run-worker.ts', import.meta.url).pathname;
 
-type LogLine = Record<string, unknown>;
 interface FleetView {
   workers: Array<{ worker_id: string; version: string }>;
   recent_failures: Array<{ to_version: string; reason: string; event: string }>;
@@ -61,19 +61,6 @@ async function publish(version: string): Promise<void> {
   ]);
 }
 
-async function logLines(program: RunningWindowsProgram): Promise<LogLine[]> {
-  const lines: LogLine[] = [];
-  for (const text of (await program.output()).stdout.split('\n')) {
-    if (!text.startsWith('{')) continue;
-    try {
-      lines.push(JSON.parse(text) as LogLine);
-    } catch {
-      // A line still being written: it is read whole at the next poll.
-    }
-  }
-  return lines;
-}
-
 interface Seen {
   line: LogLine;
   /** Its position in the output, to wait for what comes after it. */
@@ -87,7 +74,7 @@ function waitForEvent(program: RunningWindowsProgram, event: string, match: (lin
     () => `${event} in the supervisor's output; its last events: ${lastEvents.join(', ')}; its stderr ends: ${stderr.slice(-2_000)}`,
     async () => {
       stderr = (await program.output()).stderr;
-      const lines = await logLines(program);
+      const lines = await windowsLogLines(program);
       lastEvents = lines.slice(-10).map((line) => line['event']);
       const index = lines.findIndex((line, i) => i >= from && line['event'] === event && match(line));
       return index === -1 ? undefined : { line: lines[index]!, index };
