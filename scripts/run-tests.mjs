@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Runs every test/**/*.test.ts on Node's own test runner, TypeScript through tsx.
-// Node 20's --test takes file paths, not globs, so the files are found here.
+// Node 20's --test takes file paths, not globs, so the files are found here. --test-force-exit:
+// a test file ends once its tests and hooks have, even if something it started is still running
+// (something a test failed to stop must not keep the whole run from finishing).
 // Usage: node scripts/run-tests.mjs [path-substring ...]   (no argument: all tests)
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -24,7 +26,7 @@ if (files.length === 0) {
 }
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...files],
+  ['--import', 'tsx', '--test', '--test-force-exit', '--test-reporter=spec', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...files],
   { stdio: 'inherit' },
 );
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -15,9 +15,9 @@
  * - Wine passes the Unix environment through, except HOME and PATH (PATH becomes C:\windows...);
  *   exit codes reach Linux modulo 256, as for any Unix process.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import type { LogLine } from './log-lines.js';
@@ -27,6 +27,10 @@ const DEBIAN_WINE64 = '/usr/lib/wine/wine64';
 /** wineboot on a 2-core machine takes a few seconds; this only bounds a hang. */
 const TOOL_TIMEOUT_MS = 120_000;
 const DEFAULT_RUN_TIMEOUT_MS = 60_000;
+/** How long one `wineserver -k` gets to end the programs started here before it is sent again. */
+const KILL_ROUND_MS = 3_000;
+/** After this long, what is left of the prefix's processes is SIGKILLed from Linux. */
+const KILL_DEADLINE_MS = 30_000;
 
 export interface WineTools {
   /** Starts a Windows program: `wine <program.exe> args...`. */
@@ -45,6 +49,14 @@ export interface WinePrefix {
   bootMs: number;
   /** Removes the temp folder holding the prefix and its home; removeWinePrefix() calls it. */
   removeDir(): Promise<void>;
+  /** The wine processes started through this helper that have not exited yet. */
+  running: Set<ChildProcess>;
+  /**
+   * Set by removeWinePrefix(). A test that timed out goes on running after its file's `after`
+   * hook; were it to start a program now, Wine would make a new prefix at the removed path and
+   * the program would outlive the test file, holding the whole test run open.
+   */
+  removed: boolean;
 }
 
 function isExecutable(file: string): boolean {
@@ -137,7 +149,7 @@ export async function createWinePrefix(tools: WineTools | undefined = findWine()
     WINEDEBUG: '-all',
     WINEDLLOVERRIDES: 'mscoree,mshtml=;winemenubuilder.exe=d',
   };
-  const prefix: WinePrefix = { tools, dir, env, bootMs: 0, removeDir: () => rm(root, { recursive: true, force: true }) };
+  const prefix: WinePrefix = { tools, dir, env, bootMs: 0, removeDir: () => rm(root, { recursive: true, force: true }), running: new Set(), removed: false };
   try {
     await bootStep(prefix, ['wineboot', '--init']);
     await bootStep(prefix, ['winecfg', '-v', 'win10']);
@@ -150,22 +162,83 @@ export async function createWinePrefix(tools: WineTools | undefined = findWine()
 }
 
 /**
- * Kill every Wine process of the prefix (`wineserver -k`, under a second): what a crash test
- * pulls the plug with. Killing one wine process is not enough for that: the Windows processes
- * it started are not its Unix children (their Linux parent is pid 1), and only those it started
- * without `detached` die with it (libuv puts them in a kill-on-close job object). The exit
- * status a wine process reports after `-k` varies (0, 1 or SIGQUIT seen): do not assert it.
+ * Kill every Wine process of the prefix (`wineserver -k`): what a crash test pulls the plug
+ * with. Killing one wine process is not enough for that: the Windows processes it started are
+ * not its Unix children (their Linux parent is pid 1), and only those it started without
+ * `detached` die with it (libuv puts them in a kill-on-close job object). The exit status a
+ * wine process reports after `-k` varies (0, 1 or SIGQUIT seen): do not assert it.
+ *
+ * Returns once every program started through this helper has exited. `-k` only reaches the
+ * processes already connected to the prefix's server: a program caught while its loader is
+ * still starting connects afterwards (starting a new server if need be) and runs on. So `-k` is
+ * sent again every few seconds until they are all gone, and whatever is left of the prefix after
+ * KILL_DEADLINE_MS is SIGKILLed from Linux (said on stderr, since a test then saw Wine do
+ * something new). Without this bound one missed kill left a test waiting forever.
  */
 export async function killWineProcesses(prefix: WinePrefix): Promise<void> {
-  const end = await runWineTool(prefix, prefix.tools.wineserver, ['-k']);
-  // Exit code 1: no server was running for this prefix, so there was nothing to kill.
-  if (end.code !== 0 && end.code !== 1) throw new Error(`wineserver -k exited with ${end.code ?? end.signal}: ${end.stderr}`);
+  const deadline = performance.now() + KILL_DEADLINE_MS;
+  for (;;) {
+    const end = await runWineTool(prefix, prefix.tools.wineserver, ['-k']);
+    // Exit code 1: no server was running for this prefix, so there was nothing to kill.
+    if (end.code !== 0 && end.code !== 1) throw new Error(`wineserver -k exited with ${end.code ?? end.signal}: ${end.stderr}`);
+    if (await allExited(prefix.running, Math.min(KILL_ROUND_MS, deadline - performance.now()))) return;
+    if (performance.now() >= deadline) break;
+  }
+  const killed = await killPrefixProcesses(prefix);
+  console.error(`wineserver -k left ${prefix.running.size} program(s) of ${prefix.dir} running for ${KILL_DEADLINE_MS} ms; SIGKILLed pids ${killed.join(', ')}`);
+  for (const child of prefix.running) child.kill('SIGKILL');
+  if (!(await allExited(prefix.running, KILL_ROUND_MS))) throw new Error(`wine processes of ${prefix.dir} survived SIGKILL`);
 }
 
-/** Kill the prefix's processes and delete it. */
+/** Whether every one of `children` exits within `timeoutMs`. */
+async function allExited(children: ReadonlySet<ChildProcess>, timeoutMs: number): Promise<boolean> {
+  const exits = [...children].map((child) => new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  }));
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, timeoutMs))));
+  try {
+    return await Promise.race([Promise.all(exits).then(() => true as const), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** SIGKILL every Linux process whose environment names this prefix (Windows processes, wineserver); returns their pids. */
+async function killPrefixProcesses(prefix: WinePrefix): Promise<number[]> {
+  const marker = `\0WINEPREFIX=${prefix.dir}\0`;
+  const killed: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    const environ = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
+    if (!`\0${environ}`.includes(marker)) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed.push(pid);
+    } catch {
+      // Gone already.
+    }
+  }
+  return killed;
+}
+
+/** Kill the prefix's processes and delete it; nothing can be started in it afterwards. */
 export async function removeWinePrefix(prefix: WinePrefix): Promise<void> {
+  prefix.removed = true;
   await killWineProcesses(prefix);
   await prefix.removeDir();
+}
+
+/** Start `wine <args>` in the prefix and keep track of it until it exits. */
+function spawnWine(prefix: WinePrefix, args: readonly string[], options: SpawnOptions): ChildProcess {
+  if (prefix.removed) throw new Error(`the Wine prefix ${prefix.dir} was removed: nothing more runs in it`);
+  const child = spawn(prefix.tools.wine, args, options);
+  prefix.running.add(child);
+  child.once('exit', () => prefix.running.delete(child));
+  child.once('error', () => prefix.running.delete(child));
+  return child;
 }
 
 export interface WindowsRunOptions {
@@ -200,7 +273,7 @@ export async function runWindowsProgram(prefix: WinePrefix, program: string, arg
     const startedMs = performance.now();
     let timedOut = false;
     const end = await withFiles([stdoutFile, stderrFile], async ([stdoutFd, stderrFd]) => {
-      const child = spawn(prefix.tools.wine, [program, ...args], {
+      const child = spawnWine(prefix, [program, ...args], {
         env: { ...prefix.env, ...options.env },
         cwd: options.cwd,
         stdio: ['ignore', stdoutFd, stderrFd],
@@ -266,7 +339,7 @@ export async function startWindowsProgram(
   const stderrFile = join(outputDir, 'stderr');
   const handles = await Promise.all([open(stdoutFile, 'w'), open(stderrFile, 'w')]);
   try {
-    const child = spawn(prefix.tools.wine, [program, ...args], {
+    const child = spawnWine(prefix, [program, ...args], {
       env: { ...prefix.env, ...options.env },
       cwd: options.cwd,
       stdio: ['ignore', handles[0].fd, handles[1].fd],

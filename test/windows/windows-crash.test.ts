@@ -193,8 +193,11 @@ test(`under Wine, ${TRIALS} kills of the whole prefix at random points of an upd
   const startedMs = performance.now();
   // One at a time: `wineserver -k` kills every process of the shared prefix.
   for (const { trial, random: trialRandom } of trials) {
+    const trialStartedMs = performance.now();
     const phase = await runTrial(trial, trialRandom);
     phasesHit.set(phase, (phasesHit.get(phase) ?? 0) + 1);
+    // One line per trial, so a run that stalls shows where.
+    console.log(`windows-crash: trial ${trial} struck in ${phase}, converged in ${Math.round(performance.now() - trialStartedMs)} ms`);
   }
   console.log(`windows-crash: ${TRIALS} trials in ${Math.round(performance.now() - startedMs)} ms; phases struck ${JSON.stringify(Object.fromEntries(phasesHit))}`);
   if (TRIALS >= PHASES.length) {
