@@ -79,6 +79,7 @@ function explicitFlags(command: Command): FlagValues {
   assign('healthWindowS', text('healthWindow'));
   assign('stopTimeoutS', text('stopTimeout'));
   assign('keepVersions', text('keepVersions'));
+  assign('windowsService', text('windowsService'));
   assign('forceUpdate', opts['forceUpdate'] === true ? true : undefined);
   assign('forceStart', opts['forceStart'] === true ? true : undefined);
   return flags;
@@ -203,6 +204,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .option('--health-window <seconds>', 'seconds a new version has to become ready [BYTEBIOTA_HEALTH_WINDOW] (default 60)')
     .option('--stop-timeout <seconds>', 'seconds between SIGTERM and SIGKILL for the worker [BYTEBIOTA_STOP_TIMEOUT] (default 30)')
     .option('--keep-versions <count>', 'versions kept on disk, current, previous and launcher included [BYTEBIOTA_KEEP_VERSIONS] (default 3, at least 3)')
+    .option('--windows-service <name>', 'Windows: the NSSM service running this supervisor, pointed at each proven version [BYTEBIOTA_WINDOWS_SERVICE]')
     .action(async (_opts: unknown, command: Command) => {
       const config = await resolveConfig('supervise', { flags: explicitFlags(command), env: io.env, cwd: io.cwd });
       exitCode = await supervise(config, { log: log(), clock: systemClock, stdout: process.stdout, stderr: process.stderr, env: io.env });

@@ -46,6 +46,8 @@ export interface SuperviseConfig extends RunConfig {
   stopTimeoutS: number;
   /** Versions kept in versions/ after a prune, current, previous and launcher included (install/pruning.ts). */
   keepVersions: number;
+  /** Windows: the NSSM service that runs this supervisor, moved to each proven version (supervisor/windows-service.ts); null elsewhere. */
+  windowsService: string | null;
 }
 
 /** Defaults (docs/environment.md, `## Worker`). */
@@ -78,7 +80,8 @@ type Setting =
   | 'caFile'
   | 'healthWindowS'
   | 'stopTimeoutS'
-  | 'keepVersions';
+  | 'keepVersions'
+  | 'windowsService';
 
 interface SettingSpec {
   flag: string;
@@ -105,6 +108,7 @@ export const SETTINGS: Record<Setting, SettingSpec> = {
   healthWindowS: { flag: '--health-window', env: 'BYTEBIOTA_HEALTH_WINDOW', fileKey: 'health_window_s', superviseOnly: true },
   stopTimeoutS: { flag: '--stop-timeout', env: 'BYTEBIOTA_STOP_TIMEOUT', fileKey: 'stop_timeout_s', superviseOnly: true },
   keepVersions: { flag: '--keep-versions', env: 'BYTEBIOTA_KEEP_VERSIONS', fileKey: 'keep_versions', superviseOnly: true },
+  windowsService: { flag: '--windows-service', env: 'BYTEBIOTA_WINDOWS_SERVICE', fileKey: 'windows_service', superviseOnly: true },
 };
 
 export const CONFIG_FILE_ENV = 'BYTEBIOTA_WORKER_CONFIG';
@@ -129,6 +133,7 @@ export interface FlagValues {
   healthWindowS?: string;
   stopTimeoutS?: string;
   keepVersions?: string;
+  windowsService?: string;
   forceUpdate?: boolean;
   forceStart?: boolean;
 }
@@ -150,6 +155,8 @@ async function defaultCredentialExists(installRoot: string): Promise<boolean> {
 /** One raw value and where it came from, for error messages and relative-path resolution. */
 type Raw = RawSetting;
 
+/** A service name as `sc` and NSSM take it: no path separators, no quotes. */
+const WINDOWS_SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}$/;
 const WORKER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const CHANNEL_REGEXP = new RegExp(CHANNEL_PATTERN);
 
@@ -175,6 +182,14 @@ function asNumber(raw: Raw, options: { min: number; max: number; integer: boolea
   }
   if (value < options.min || value > options.max) fail(raw, `${kind} of ${unit} from ${options.min} to ${options.max}`);
   return value;
+}
+
+/** Only Windows has the service this names (supervisor/windows-service.ts): elsewhere it is a mistake, not a no-op. */
+function asWindowsServiceName(raw: Raw): string {
+  const name = asString(raw);
+  if (process.platform !== 'win32') throw new UsageError(`${raw.source}: a Windows service is only run on Windows, and this is ${process.platform}`);
+  if (!WINDOWS_SERVICE_NAME.test(name)) fail(raw, 'a Windows service name (letters, digits, space, . _ -; at most 80)');
+  return name;
 }
 
 function asBoolean(raw: Raw): boolean {
@@ -327,6 +342,7 @@ export async function resolveConfig(command: 'run' | 'supervise', sources: Confi
     keepVersions:
       optional('keepVersions', (raw) => asNumber(raw, { min: MIN_KEEP_VERSIONS, max: MAX_KEEP_VERSIONS, integer: true }, 'versions')) ??
       DEFAULT_KEEP_VERSIONS,
+    windowsService: optional('windowsService', asWindowsServiceName),
   };
 }
 

@@ -307,6 +307,11 @@ export interface RunningWindowsProgram {
   output(): Promise<{ stdout: string; stderr: string }>;
   /** Settles when the wine process exits; after killWineProcesses() its status varies (see there). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /**
+   * The Linux pid of the program (the wine loader becomes the Windows process). A SIGINT sent to
+   * it reaches that one process as a console Ctrl+C, which Node on Windows raises as SIGINT.
+   */
+  pid: number | undefined;
 }
 
 /** The JSON log lines a running program has written so far; a line still being written is left for the next read. */
@@ -351,6 +356,7 @@ export async function startWindowsProgram(
         return { stdout, stderr };
       },
       exited,
+      pid: child.pid,
     };
   } finally {
     // The child has its own copies of the descriptors once spawned.

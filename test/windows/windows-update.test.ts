@@ -152,4 +152,16 @@ test('under Wine, a supervised Windows worker updates itself from the real serve
   assert.ok(fleet.recent_failures.some((f) => f.to_version === '1.2.0' && f.event === 'rollback' && f.reason === 'crashed_on_start'), JSON.stringify(fleet.recent_failures));
   assert.ok(fleet.workers.some((w) => w.worker_id === workerId && w.version === '1.1.0'));
   console.log(`rolled back from 1.2.0 under Wine after ${Math.round(performance.now() - startedMs)} ms`);
+
+  // A stop for the supervisor alone (Ctrl+C to its process, not the console): the worker hears
+  // of it only through the supervisor's IPC stop message, finishes its unit, and both exit 0.
+  const beforeStop = (await windowsLogLines(supervisor)).length;
+  process.kill(supervisor.pid!, 'SIGINT');
+  const { line: stopping } = await waitForEvent(supervisor, 'worker_supervisor_stopping', () => true, beforeStop);
+  assert.equal(stopping['signal'], 'SIGINT');
+  const { line: workerStopping } = await waitForEvent(supervisor, 'worker_stopping', () => true, beforeStop);
+  assert.equal(workerStopping['via'], 'stop_message');
+  const { line: stopped } = await waitForEvent(supervisor, 'worker_supervisor_stopped', () => true, beforeStop);
+  assert.equal(stopped['exit_code'], 0);
+  assert.equal((await supervisor.exited).code, 0);
 });

@@ -164,6 +164,15 @@ describe('resolveConfig', () => {
     const { env } = childRunInvocation(await resolveConfig('supervise', sources({ installRoot: 'r', keepVersions: '5' })), { forceUpdate: false, baseEnv: { BYTEBIOTA_KEEP_VERSIONS: '5' } });
     assert.equal(env['BYTEBIOTA_KEEP_VERSIONS'], undefined, 'not handed on to the child');
   });
+
+  test('--windows-service: unset by default; anywhere but Windows a usage error, never silently ignored', async () => {
+    assert.equal((await resolveConfig('supervise', sources({ installRoot: 'r' }))).windowsService, null);
+    assert.notEqual(process.platform, 'win32', 'these tests run on Linux; under Wine the service test covers Windows');
+    await assert.rejects(resolveConfig('supervise', sources({ installRoot: 'r', windowsService: 'bytebiota-worker' })), usage(/--windows-service: a Windows service is only run on Windows, and this is linux/));
+    await assert.rejects(resolveConfig('supervise', sources({ installRoot: 'r' }, { BYTEBIOTA_WINDOWS_SERVICE: 'bytebiota-worker' })), usage(/BYTEBIOTA_WINDOWS_SERVICE/));
+    const file = await withFile('service.json', { install_root: 'r', windows_service: 'bytebiota-worker' });
+    await assert.rejects(resolveConfig('run', sources({ config: file })), usage(/unknown key "windows_service"/));
+  });
 });
 
 test('childRunInvocation carries settings as flags and the token only in the environment', async () => {

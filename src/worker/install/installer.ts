@@ -431,7 +431,7 @@ export async function installExecutable(layout: InstallLayout, executablePath: s
   }
 }
 
-const POINTER_TEMP = /^\.(current|previous|launcher|state\.json)\.[0-9a-f]+\.tmp$/;
+const POINTER_TEMP = /^\.(current|previous|launcher|state\.json|service-restart\.json)\.[0-9a-f]+\.tmp$/;
 
 /**
  * At supervisor start, clear what a crash may have left half done: staging dirs and stray temp

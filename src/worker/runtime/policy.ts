@@ -59,4 +59,10 @@ export const EXIT_CODES = {
   refusedToStart: 3,
   /** `run` asks its supervisor to restart it into the staged version (EX_TEMPFAIL in sysexits.h). */
   restartIntoStaged: 75,
+  /**
+   * The same code one level up: `supervise` on Windows asks its service to start it again, now
+   * from the proven version's executable (supervisor/windows-service.ts). The service restarts
+   * on every code but 0, 2 and 3.
+   */
+  restartIntoLauncher: 75,
 } as const;

@@ -476,20 +476,23 @@ export async function runWorker(config: RunConfig, deps: RunDependencies): Promi
   // SIGTERM: finish the unit in progress, record it, exit 0. A supervisor that goes away (its
   // IPC channel closes) is treated the same, so an orphan never keeps running beside a new one;
   // and so is the supervisor's 'stop' message, its only way to ask on Windows (stop-request.ts).
-  const stop = (): void => {
-    if (!workLoop.stopRequested) log.info({ event: 'worker_stopping' }, 'stopping after the current unit');
+  // `via` says which way the request came first: on Windows the test of the IPC path reads it.
+  const stopVia = (via: 'SIGTERM' | 'SIGINT' | 'supervisor_gone' | 'stop_message') => (): void => {
+    if (!workLoop.stopRequested) log.info({ event: 'worker_stopping', via }, 'stopping after the current unit');
     workLoop.requestStop();
   };
-  signals.on('SIGTERM', stop);
-  signals.on('SIGINT', stop);
-  channel?.onDisconnect(stop);
-  channel?.onStopRequest(stop);
+  const onSigterm = stopVia('SIGTERM');
+  const onSigint = stopVia('SIGINT');
+  signals.on('SIGTERM', onSigterm);
+  signals.on('SIGINT', onSigint);
+  channel?.onDisconnect(stopVia('supervisor_gone'));
+  channel?.onStopRequest(stopVia('stop_message'));
   try {
     const result = await workLoop.run();
     return result === 'restart' ? EXIT_CODES.restartIntoStaged : EXIT_CODES.ok;
   } finally {
-    signals.off('SIGTERM', stop);
-    signals.off('SIGINT', stop);
+    signals.off('SIGTERM', onSigterm);
+    signals.off('SIGINT', onSigint);
     await unitsLog.close();
     await cleanUp();
   }

@@ -27,6 +27,8 @@ import { readPointer, writePointer } from '../install/pointer.js';
 import { acceptsFromState } from '../runtime/server-accepts.js';
 import { loadState, updateState } from '../install/state.js';
 import { isUpdateEventMessage, UpdateTelemetry } from '../telemetry/telemetry.js';
+import { buildInfo } from '../build-info.js';
+import { WindowsServiceUpdater } from './windows-service.js';
 
 export interface SupervisorDependencies {
   log: Logger;
@@ -79,6 +81,12 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
   const stopAll = new AbortController();
   // Bounded disk: also at start, to retry what the last prune could not remove.
   await pruneVersions(layout, { keepVersions: config.keepVersions }, { log, signal: stopAll.signal });
+  const service =
+    config.windowsService === null
+      ? null
+      : new WindowsServiceUpdater({ serviceName: config.windowsService, layout, ownVersion: buildInfo().version, log, now: () => clock.now() });
+  // Before any child runs: a supervisor older than the proven version hands over to it first.
+  if (service !== null && (await service.atStart(await readPointerOrNull(layout, 'launcher')))) return EXIT_CODES.restartIntoLauncher;
 
   const metrics = new WorkerMetrics();
   let metricsServer: MetricsServer | null = null;
@@ -391,6 +399,13 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
         if (verdict.kind === 'proven') {
           await proveVersion(watch, running);
           crashes = 0;
+          if (service !== null && (await service.moveTo(watch.to_version))) {
+            // The worker finishes its unit first; the service then starts the new supervisor, which starts it again.
+            await stopChild(running);
+            child = null;
+            exitCode = EXIT_CODES.restartIntoLauncher;
+            break;
+          }
         } else if (verdict.kind === 'stopped_mid_watch') {
           await running.exited;
           await running.endAttemptLog(true);
