@@ -195,8 +195,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 
   addRunOptions(program.command('run').description('run the worker (normally started by supervise)')).action(
     async (_opts: unknown, command: Command) => {
+      // First: a stop the supervisor sends while the settings are read is kept for the work loop.
+      const channel = processSupervisorChannel();
       const config = await resolveConfig('run', { flags: explicitFlags(command), env: io.env, cwd: io.cwd });
-      exitCode = await runWorker(config, { log: log(), clock: systemClock, channel: processSupervisorChannel() });
+      exitCode = await runWorker(config, { log: log(), clock: systemClock, channel });
     },
   );
 

@@ -55,9 +55,23 @@ export interface RunDependencies {
   signals?: NodeJS.EventEmitter;
 }
 
-/** The process's own IPC channel when a supervisor spawned it with one. */
+/**
+ * The process's own IPC channel when a supervisor spawned it with one. It listens from the moment
+ * it is made (the first thing `run` does): a stop sent while the worker is still starting is
+ * kept and handed to the work loop when it starts listening, instead of being dropped and left
+ * to the supervisor's kill after --stop-timeout.
+ */
 export function processSupervisorChannel(): SupervisorChannel | null {
   if (typeof process.send !== 'function' || !process.connected) return null;
+  let stopRequested = false;
+  const stopListeners: Array<() => void> = [];
+  // The listener keeps the channel referenced, so the process stays up until it exits itself
+  // (main.ts ends with process.exit).
+  process.on('message', (message: unknown) => {
+    if (!isStopMessage(message)) return;
+    stopRequested = true;
+    for (const listener of stopListeners) listener();
+  });
   return {
     send: (message) => {
       if (process.connected) process.send?.(message);
@@ -66,11 +80,8 @@ export function processSupervisorChannel(): SupervisorChannel | null {
       process.once('disconnect', listener);
     },
     onStopRequest: (listener) => {
-      // The listener keeps the channel referenced, so the process stays up until it exits itself
-      // (main.ts ends with process.exit).
-      process.on('message', (message: unknown) => {
-        if (isStopMessage(message)) listener();
-      });
+      stopListeners.push(listener);
+      if (stopRequested) listener();
     },
   };
 }

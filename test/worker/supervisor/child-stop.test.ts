@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { askChildToStop } from '../../../src/worker/supervisor/child-stop.js';
+import { until } from '../../helpers/wait.js';
 
 const RUN_MODULE = new URL('../../../src/worker/runtime/run.ts', import.meta.url).href;
 
@@ -24,16 +25,34 @@ channel.send({ type: 'ready', version: '1.0.0' });
 setInterval(() => undefined, 1_000);
 `;
 
+/**
+ * A child still starting: it listens for the stop only once told to on stdin, after it has seen
+ * the stop message arrive (its own second listener says so). The request must not be lost.
+ */
+const LATE_LISTENER_CHILD = `
+import { processSupervisorChannel } from ${JSON.stringify(RUN_MODULE)};
+const channel = processSupervisorChannel();
+process.on('message', () => process.stdout.write('message arrived\\n'));
+process.stdin.setEncoding('utf8').once('data', () => {
+  channel.onStopRequest(() => {
+    process.stdout.write('stop requested\\n');
+    process.exit(0);
+  });
+});
+channel.send({ type: 'ready', version: '1.0.0' });
+setInterval(() => undefined, 1_000);
+`;
+
 interface Child {
   process: ChildProcess;
   stdout: () => string;
   exit: Promise<[number | null, NodeJS.Signals | null]>;
 }
 
-async function startChild(): Promise<Child> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], {
+async function startChild(source = CHILD): Promise<Child> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', source], {
     cwd: fileURLToPath(new URL('../../..', import.meta.url)),
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    stdio: ['pipe', 'pipe', 'inherit', 'ipc'],
   });
   let stdout = '';
   proc.stdout?.setEncoding('utf8').on('data', (text: string) => (stdout += text));
@@ -57,6 +76,17 @@ describe('asking the worker child to stop', () => {
       assert.deepEqual(await child.exit, [15, null]);
       assert.equal(child.stdout(), '');
     }
+  });
+
+  test('a stop that arrives while the worker is still starting is kept until the work loop listens', { timeout: 30_000 }, async () => {
+    const child = await startChild(LATE_LISTENER_CHILD);
+    assert.equal(askChildToStop(child.process, 'win32'), 'ipc');
+    await until('the stop message to reach the child', () => child.stdout().includes('message arrived'), 10_000, 10);
+    child.process.stdin?.write('listen now\n');
+    const exited = await Promise.race([child.exit, new Promise<'running'>((resolve) => setTimeout(() => resolve('running'), 10_000).unref())]);
+    if (exited === 'running') child.process.kill('SIGKILL');
+    assert.deepEqual(exited, [0, null], 'the stop sent during start-up was lost');
+    assert.equal(child.stdout(), 'message arrived\nstop requested\n');
   });
 
   test('win32 with the channel already gone: the signal, the only way left to reach the child', async () => {
