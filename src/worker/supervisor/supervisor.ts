@@ -85,7 +85,7 @@ export async function supervise(config: SuperviseConfig, deps: SupervisorDepende
     config.windowsService === null
       ? null
       : new WindowsServiceUpdater({ serviceName: config.windowsService, layout, ownVersion: buildInfo().version, log, now: () => clock.now() });
-  // Before any child runs: a supervisor older than the proven version hands over to it first.
+  // Before any child runs: a supervisor of another version than the proven one (the launcher) hands over to it first.
   if (service !== null && (await service.atStart(await readPointerOrNull(layout, 'launcher')))) return EXIT_CODES.restartIntoLauncher;
 
   const metrics = new WorkerMetrics();
