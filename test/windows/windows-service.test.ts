@@ -229,7 +229,7 @@ test('the service restarts the supervisor after a failure, but not after exit 0,
   }
 });
 
-test('a supervisor older than the launcher hands over at start, and does not restart forever when the service does not follow', { skip, timeout: FILE_TIMEOUT_MS }, async () => {
+test('a supervisor of another version than the launcher hands over at start, does not restart forever when the service does not follow, and forgets that once they agree', { skip, timeout: FILE_TIMEOUT_MS }, async () => {
   // After the update above the launcher names 1.1.0; 1.0.0 is still on disk. A 1.0.0 supervisor
   // started now (as after a crash between moving the launcher and pointing the service) exits 75.
   const config = windowsPath(join(layout!.root, 'worker.json'));
@@ -248,6 +248,23 @@ test('a supervisor older than the launcher hands over at start, and does not res
       const events = (await windowsLogLines(second)).map((line) => line['event']);
       return events.includes('worker_service_not_updated') && events.includes('worker_child_started');
     }, EVENT_TIMEOUT_MS, 250);
+  } finally {
+    await killWineProcesses(prefix!);
+  }
+  assert.ok(await readFile(join(layout!.root, 'service-restart.json'), 'utf8'), 'the mark of the restart that did not take');
+
+  // An operator moves current and launcher back to 1.0.0 (worker-rollback.md): that mark is now
+  // stale, and goes, so that it cannot block the next hand-over.
+  await writeFile(layout!.currentPointer, '1.0.0\n');
+  await writeFile(layout!.launcherPointer, '1.0.0\n');
+  const thirdOutput = join(lab!.dir, 'rolled-back-supervisor');
+  await mkdir(thirdOutput);
+  const third = await startWindowsProgram(prefix!, layout!.executablePath('1.0.0'), args, thirdOutput);
+  try {
+    await until('a worker started by the 1.0.0 supervisor', async () => (await windowsLogLines(third)).some((line) => line['event'] === 'worker_child_started'), EVENT_TIMEOUT_MS, 250);
+    const events = (await windowsLogLines(third)).map((line) => line['event']);
+    assert.ok(!events.includes('worker_supervisor_restart') && !events.includes('worker_service_not_updated'), events.join(', '));
+    assert.equal(await readFile(join(layout!.root, 'service-restart.json'), 'utf8').catch(() => null), null, 'the stale mark is removed');
   } finally {
     await killWineProcesses(prefix!);
   }

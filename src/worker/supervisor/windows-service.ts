@@ -93,6 +93,10 @@ export class WindowsServiceUpdater {
     if (mark !== null && mark.to_version === ownVersion) {
       await rm(this.markPath, { force: true });
       log.info({ event: 'worker_supervisor_updated', service: serviceName, from_version: mark.from_version, version: ownVersion }, `the service now runs the ${ownVersion} supervisor`);
+    } else if (mark !== null && launcher === ownVersion) {
+      // The service runs the launcher's version (an operator moved both back, say): a mark left
+      // by an earlier restart that did not take is stale, and must not block the next one.
+      await rm(this.markPath, { force: true });
     }
     const application = await readServiceApplication(serviceName);
     if (application === null) {
