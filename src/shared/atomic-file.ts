@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm, mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { retryWhileLocked, type LockedRetryOptions } from './retry-while-locked.js';
 
 /**
  * fsync a directory so that a rename or create inside it survives power loss. Windows cannot
@@ -21,16 +22,27 @@ export function tempPathBeside(target: string): string {
   return join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
+export interface AtomicWriteOptions extends LockedRetryOptions {
+  mode?: number;
+  /** Whose rules the rename follows; the running platform's. Tests pass win32 with `rename`. */
+  platform?: NodeJS.Platform;
+  /** Injected by tests to fail as Windows fails; fs.rename otherwise. */
+  rename?: (from: string, to: string) => Promise<void>;
+}
+
 /**
  * Write a file so that readers see either the old bytes or the new ones, never a mix:
  * 1. write a temp file beside the target, 2. fsync it, 3. rename it over the target,
  * 4. fsync the directory so the rename itself is durable.
+ *
+ * On Windows step 3 fails (EPERM) for as long as another process has the target open, a reader
+ * of state.json or credential.json in the supervisor or the worker included; the rename is
+ * retried for a short while there (retry-while-locked.ts). Elsewhere those codes are real
+ * refusals and fail at once.
  */
-export async function writeFileAtomic(
-  target: string,
-  data: string | Uint8Array,
-  options: { mode?: number } = {},
-): Promise<void> {
+export async function writeFileAtomic(target: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
+  const renameFile = options.rename ?? rename;
+  const platform = options.platform ?? process.platform;
   await mkdir(dirname(target), { recursive: true });
   const temp = tempPathBeside(target);
   const handle = await open(temp, 'wx', options.mode ?? 0o644);
@@ -44,7 +56,8 @@ export async function writeFileAtomic(
   }
   await handle.close();
   try {
-    await rename(temp, target);
+    if (platform === 'win32') await retryWhileLocked(() => renameFile(temp, target), options);
+    else await renameFile(temp, target);
   } catch (err) {
     await rm(temp, { force: true });
     throw err;

@@ -4,7 +4,7 @@ import { fsyncDirectory, tempPathBeside } from '../../shared/atomic-file.js';
 import { CodedError, isErrnoCode } from '../../shared/errors.js';
 import { isValidVersion } from '../../protocol/version.js';
 import type { InstallLayout } from './install-layout.js';
-import { retryWhileLocked, type LockedRetryOptions } from './retry-while-locked.js';
+import { retryWhileLocked, type LockedRetryOptions } from '../../shared/retry-while-locked.js';
 
 export type PointerName = 'current' | 'previous' | 'launcher';
 

@@ -1,11 +1,12 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { isErrnoCode } from '../../shared/errors.js';
+import { isErrnoCode } from './errors.js';
 
 /**
  * Windows refuses to rename over, or delete, a file that another process has open (EPERM,
  * EACCES or EBUSY; an antivirus scanner or a reader of a pointer file is enough), and the
  * refusal lasts only as long as that handle. So on Windows an fs operation that fails so is
- * tried again for a short while, as graceful-fs does, instead of failing an update at once.
+ * tried again for a short while, as graceful-fs does, instead of failing an update at once
+ * (pointer files, and every file written by writeFileAtomic on Windows).
  */
 
 /** The errno codes Windows answers with while another process holds the file open. */
