@@ -22,12 +22,15 @@ export function tempPathBeside(target: string): string {
   return join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
+/** How a temp file is renamed into place; injected by tests to fail as Windows does. */
+export type RenameFile = (from: string, to: string) => Promise<void>;
+
 export interface AtomicWriteOptions extends LockedRetryOptions {
   mode?: number;
   /** Whose rules the rename follows; the running platform's. Tests pass win32 with `rename`. */
   platform?: NodeJS.Platform;
   /** Injected by tests to fail as Windows fails; fs.rename otherwise. */
-  rename?: (from: string, to: string) => Promise<void>;
+  rename?: RenameFile;
 }
 
 /**

@@ -1,27 +1,14 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../src/shared/atomic-file.js';
+import { lockedRename } from '../helpers/locked-rename.js';
 
-/**
- * On Windows a rename over a file that another process has open fails (EPERM) until that
- * process closes it: the supervisor reading state.json while the worker writes it was enough
- * to make the worker's write fail under Wine. The rename is injected here to fail that way.
- */
-function lockedRename(code: string, times: number): { rename: (from: string, to: string) => Promise<void>; calls: () => number } {
-  let calls = 0;
-  return {
-    rename: async (from, to) => {
-      calls += 1;
-      if (calls <= times) throw Object.assign(new Error(`${code}: operation not permitted, rename '${from}' -> '${to}'`), { code });
-      await rename(from, to);
-    },
-    calls: () => calls,
-  };
-}
-
+// On Windows a rename over a file that another process has open fails (EPERM) until that
+// process closes it: the supervisor reading state.json while the worker wrote it was enough to
+// make a write fail under Wine. lockedRename fails the rename that way.
 describe('writeFileAtomic', () => {
   const dirs: string[] = [];
   after(async () => Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true }))));

@@ -229,7 +229,7 @@ test('the service restarts the supervisor after a failure, but not after exit 0,
   }
 });
 
-test('a supervisor of another version than the launcher hands over at start, does not restart forever when the service does not follow, and forgets that once they agree', { skip, timeout: FILE_TIMEOUT_MS }, async () => {
+test('a supervisor of another version than the launcher hands over at start, does not restart forever when the service does not follow, forgets that once they agree, and names a missing service', { skip, timeout: FILE_TIMEOUT_MS }, async () => {
   // After the update above the launcher names 1.1.0; 1.0.0 is still on disk. A 1.0.0 supervisor
   // started now (as after a crash between moving the launcher and pointing the service) exits 75.
   const config = windowsPath(join(layout!.root, 'worker.json'));
@@ -265,6 +265,22 @@ test('a supervisor of another version than the launcher hands over at start, doe
     const events = (await windowsLogLines(third)).map((line) => line['event']);
     assert.ok(!events.includes('worker_supervisor_restart') && !events.includes('worker_service_not_updated'), events.join(', '));
     assert.equal(await readFile(join(layout!.root, 'service-restart.json'), 'utf8').catch(() => null), null, 'the stale mark is removed');
+  } finally {
+    await killWineProcesses(prefix!);
+  }
+
+  // A service name with no NSSM service behind it: said once, with the runbook to read, and the worker runs.
+  const missingOutput = join(lab!.dir, 'missing-service');
+  await mkdir(missingOutput);
+  const missing = await startWindowsProgram(prefix!, layout!.executablePath('1.0.0'), ['supervise', '--config', config, '--windows-service', 'bytebiota-missing'], missingOutput);
+  try {
+    const lines = await until('worker_service_not_found, then a worker started', async () => {
+      const seen = await windowsLogLines(missing);
+      return seen.some((line) => line['event'] === 'worker_child_started') ? seen : undefined;
+    }, EVENT_TIMEOUT_MS, 250);
+    const notFound = lines.find((line) => line['event'] === 'worker_service_not_found');
+    assert.equal(notFound?.['service'], 'bytebiota-missing');
+    assert.match(String(notFound?.['msg']), /docs\/runbooks\/worker-service\.md/);
   } finally {
     await killWineProcesses(prefix!);
   }

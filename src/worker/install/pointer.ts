@@ -1,10 +1,10 @@
-import { mkdir, open, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { mkdir, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { fsyncDirectory, tempPathBeside } from '../../shared/atomic-file.js';
+import { fsyncDirectory, tempPathBeside, writeFileAtomic, type AtomicWriteOptions } from '../../shared/atomic-file.js';
 import { CodedError, isErrnoCode } from '../../shared/errors.js';
 import { isValidVersion } from '../../protocol/version.js';
 import type { InstallLayout } from './install-layout.js';
-import { retryWhileLocked, type LockedRetryOptions } from '../../shared/retry-while-locked.js';
+import { retryWhileLocked } from '../../shared/retry-while-locked.js';
 
 export type PointerName = 'current' | 'previous' | 'launcher';
 
@@ -49,36 +49,8 @@ export async function readPointer(layout: InstallLayout, which: PointerName): Pr
   }
 }
 
-/** How a pointer file is renamed into place; injected by tests to fail as Windows does. */
-export type RenameFile = (from: string, to: string) => Promise<void>;
-
-export interface PointerWriteOptions extends LockedRetryOptions {
-  rename?: RenameFile;
-}
-
-/**
- * The pointer-file scheme (Windows): write a temp file beside the pointer, fsync it, rename it
- * over the pointer. Windows refuses that rename (EPERM) while any process has the old pointer
- * open, a supervisor or worker reading it at that moment included, so the rename is retried for
- * a short while (retry-while-locked.ts) instead of failing the switch.
- */
-async function writePointerFile(layout: InstallLayout, path: string, version: string, options: PointerWriteOptions): Promise<void> {
-  const renameFile = options.rename ?? rename;
-  await mkdir(layout.root, { recursive: true });
-  const temp = tempPathBeside(path);
-  const handle = await open(temp, 'wx', 0o644);
-  try {
-    await handle.writeFile(`${version}\n`);
-    await handle.sync();
-    await handle.close();
-    await retryWhileLocked(() => renameFile(temp, path), options);
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await rm(temp, { force: true });
-    throw err;
-  }
-  await fsyncDirectory(layout.root);
-}
+/** The pointer-file scheme's retry, as writeFileAtomic takes it; tests inject `rename` and `sleep`. */
+export type PointerWriteOptions = Pick<AtomicWriteOptions, 'rename' | 'sleep' | 'budgetMs'>;
 
 /**
  * Point `which` at a version by one atomic rename (docs/protocol.md, section 4: "current changes by one
@@ -90,7 +62,9 @@ export async function writePointer(layout: InstallLayout, which: PointerName, ve
   if (!isValidVersion(version)) throw new RangeError(`not a valid version: ${JSON.stringify(version)}`);
   const path = pointerPath(layout, which);
   if (layout.pointerKind === 'file') {
-    await writePointerFile(layout, path, version, options);
+    // The pointer-file scheme is the Windows one wherever it runs (tests run it on Linux): its
+    // rename is retried while a reader holds the pointer open, as Windows refuses it then.
+    await writeFileAtomic(path, `${version}\n`, { ...options, platform: 'win32' });
     return;
   }
   await mkdir(layout.root, { recursive: true });

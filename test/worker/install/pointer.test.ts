@@ -1,8 +1,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { lstat, readFile, readdir, readlink, rename, symlink, writeFile } from 'node:fs/promises';
+import { lstat, readFile, readdir, readlink, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readPointer, removePointer, writePointer, PointerError, type RenameFile } from '../../../src/worker/install/pointer.js';
+import { readPointer, removePointer, writePointer, PointerError } from '../../../src/worker/install/pointer.js';
+import { lockedRename } from '../../helpers/locked-rename.js';
 import { tempInstallRoots } from '../../helpers/install-roots.js';
 
 describe('pointer', () => {
@@ -29,19 +30,6 @@ describe('pointer', () => {
     assert.equal((await lstat(layout.previousPointer)).isFile(), true);
     assert.equal(await readPointer(layout, 'previous'), '1.0.0');
   });
-
-  /** A rename that fails as Windows fails it while another process has the target open, `times` times, then renames. */
-  function lockedRename(code: string, times: number): { rename: RenameFile; calls: () => number } {
-    let calls = 0;
-    return {
-      rename: async (from, to) => {
-        calls += 1;
-        if (calls <= times) throw Object.assign(new Error(`${code}: operation not permitted, rename '${from}' -> '${to}'`), { code });
-        await rename(from, to);
-      },
-      calls: () => calls,
-    };
-  }
 
   test('Windows scheme: a rename refused while a reader holds the pointer (EPERM, EACCES, EBUSY) is retried, and then succeeds', async () => {
     for (const code of ['EPERM', 'EACCES', 'EBUSY']) {
